@@ -1,0 +1,15 @@
+"""Helpers for the FastAPI in Production course: real servers, real load, real counters.
+
+    from course import serve_in_thread, serve_subprocess, fire, pool_status, check
+"""
+
+from course.demo import import_file, show
+from course.grader import check
+from course.load import LoadResult, fire
+from course.probes import ConnectionCounter, MemorySampler, open_file_count, open_files, peak_rss_mib, pool_status, tcp_connections
+from course.server import serve_in_thread, serve_subprocess
+
+__all__ = [
+    "check", "show", "import_file", "fire", "LoadResult", "serve_in_thread", "serve_subprocess", "pool_status", "ConnectionCounter",
+    "open_files", "open_file_count", "tcp_connections", "peak_rss_mib", "MemorySampler",
+]

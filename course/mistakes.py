@@ -1,0 +1,70 @@
+"""Known mistakes: the reference solution with one mistake in it.
+
+``checks/mistakes/<module>/<name>/mistake.yml`` says what the mistake is, which expectations
+must catch it, and how to make it from the solution (exact find/replace edits, each of which
+must match exactly once, so a mistake cannot silently stop applying when the solution changes):
+
+    summary: the engine is created at import time
+    caught_by: [test_no_engine_at_import]
+    edits:
+      - file: app.py
+        find: |
+          ...
+        replace: |
+          ...
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from course.grader import Module
+
+__all__ = ["Mistake", "mistakes", "materialise"]
+
+
+@dataclass(frozen=True)
+class Mistake:
+    module: Module
+    name: str
+    path: Path
+
+    @property
+    def spec(self) -> dict:
+        return yaml.safe_load((self.path / "mistake.yml").read_text())
+
+    @property
+    def summary(self) -> str:
+        return self.spec["summary"]
+
+    @property
+    def caught_by(self) -> list[str]:
+        return list(self.spec["caught_by"])
+
+
+def mistakes(module: Module) -> list[Mistake]:
+    if not module.mistakes.is_dir():
+        return []
+    return [Mistake(module, p.name, p) for p in sorted(module.mistakes.iterdir()) if (p / "mistake.yml").exists()]
+
+
+def materialise(mistake: Mistake, dest: Path) -> Path:
+    """Copy the module's solution to ``dest/<module>`` and apply the mistake's edits."""
+    out = dest / mistake.module.name
+    shutil.copytree(mistake.module.solution, out, ignore=shutil.ignore_patterns("__pycache__", "*.db"))
+    for edit in mistake.spec.get("edits", []):
+        file = out / edit["file"]
+        if "content" in edit:  # a whole new file
+            file.write_text(edit["content"])
+            continue
+        text = file.read_text()
+        count = text.count(edit["find"])
+        if count != 1:
+            raise ValueError(f"{mistake.path}/mistake.yml: the text to find occurs {count} times in {edit['file']}, "
+                             f"expected exactly once:\n{edit['find']}")
+        file.write_text(text.replace(edit["find"], edit["replace"]))
+    return out
