@@ -97,17 +97,20 @@ def serve_in_thread(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
+    # log_config=None: uvicorn must not reconfigure logging (its dictConfig would drop our collector
+    # and, in a notebook, the kernel's own handlers).
+    config.setdefault("log_config", None)
     cfg = uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level, lifespan="on", **config)
     server = uvicorn.Server(cfg)
     # uvicorn (re)configures logging in Config(); attach the collector afterwards.
     collector = _ExceptionCollector()
     err_logger = logging.getLogger("uvicorn.error")
-    err_logger.addHandler(collector)
     saved_propagate, saved_handlers = err_logger.propagate, list(err_logger.handlers)
     if quiet_errors:
         err_logger.propagate = False
         for h in saved_handlers:
             err_logger.removeHandler(h)
+    err_logger.addHandler(collector)
     failure: list[BaseException] = []
 
     def run() -> None:
