@@ -1,0 +1,76 @@
+"""``make lab``: JupyterLab on the course, with the course's environment on PATH.
+
+The same function builds the command for ``make lab`` and for the test that starts JupyterLab
+headless (tests/test_lab.py), so what the test proves is what the learner runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from course.checking import ROOT
+
+FIRST_NOTEBOOK = "notebooks/00_start_here.ipynb"
+BASHRC = ROOT / "course" / "lab_bashrc.sh"
+
+
+def lab_env() -> dict[str, str]:
+    """The environment for JupyterLab: the venv's bin first on PATH, so `!course ...` in a cell and
+    `course ...` in a JupyterLab terminal work without activating anything."""
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ}
+    if env.get("PATH", "").split(os.pathsep)[0] != bin_dir:
+        env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    env["VIRTUAL_ENV"] = str(Path(sys.executable).parent.parent)
+    env["COURSE_ROOT"] = str(ROOT)
+    return env
+
+
+def lab_command(*, port: int | None = None, token: str | None = None, open_browser: bool = True,
+                extra: list[str] | None = None) -> list[str]:
+    cmd = [
+        sys.executable, "-m", "jupyter", "lab",
+        f"--ServerApp.root_dir={ROOT}",
+        f"--LabApp.default_url=/lab/tree/{FIRST_NOTEBOOK}",
+        # A login shell would reset PATH from /etc/profile; this rc file keeps the course's first.
+        "--ServerApp.terminado_settings=" + json.dumps({"shell_command": ["/bin/bash", "--rcfile", str(BASHRC), "-i"]}),
+        "--ServerApp.ip=127.0.0.1",
+    ]
+    if port is not None:
+        cmd.append(f"--ServerApp.port={port}")
+    if token is not None:
+        cmd.append(f"--IdentityProvider.token={token}")
+    if not open_browser:
+        cmd.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")  # CI and many containers run as root; Jupyter refuses without it
+    return cmd + (extra or [])
+
+
+def start(**kwargs) -> subprocess.Popen:
+    """Start JupyterLab in the background (used by the tests)."""
+    log = kwargs.pop("log", subprocess.DEVNULL)
+    return subprocess.Popen(lab_command(**kwargs), env=lab_env(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m course.lab", description="Open JupyterLab on the course.")
+    parser.add_argument("--port", type=int, default=None)
+    parser.add_argument("--no-browser", action="store_true")
+    args, extra = parser.parse_known_args(argv)
+    cmd = lab_command(port=args.port, open_browser=not args.no_browser, extra=extra)
+    print("Opening JupyterLab on the course. Stop it with Ctrl+C (twice).", flush=True)
+    try:
+        return subprocess.call(cmd, env=lab_env(), cwd=ROOT)
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
