@@ -21,7 +21,7 @@ $(STAMP): requirements.txt requirements-lock.txt pyproject.toml
 	@start=$$(date +%s); \
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); \
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -c requirements-lock.txt && \
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . && \
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e . && \
 	touch $(STAMP) && echo "environment ready in $$(( $$(date +%s) - start )) s ($(VENV))"
 
 lab: venv

@@ -8,8 +8,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 DATABASE_URL = os.environ["DATABASE_URL"]  # postgresql+asyncpg://role@127.0.0.1:5432/db
-POOL_SIZE = int(os.environ.get("POOL_SIZE", "5"))
-MAX_OVERFLOW = int(os.environ.get("MAX_OVERFLOW", "5"))
+POOL_SIZE = int(os.environ.get("POOL_SIZE", "5"))  # SQLAlchemy's defaults: 5 ...
+MAX_OVERFLOW = int(os.environ.get("MAX_OVERFLOW", "10"))  # ... plus 10 more under load
 POOL_TIMEOUT = float(os.environ.get("POOL_TIMEOUT", "30"))
 POOL_PRE_PING = os.environ.get("POOL_PRE_PING") == "1"  # test each connection on checkout
 QUERY_SECONDS = float(os.environ.get("QUERY_SECONDS", "0.3"))
@@ -21,6 +21,11 @@ async def lifespan(app: FastAPI):
         DATABASE_URL, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW,
         pool_timeout=POOL_TIMEOUT, pool_pre_ping=POOL_PRE_PING,
     )
+    # Open the whole pool now: a worker that cannot get its connections fails at startup,
+    # and it holds what it will hold after its first busy minute anyway.
+    conns = [await engine.connect() for _ in range(POOL_SIZE)]
+    for conn in conns:
+        await conn.close()  # back to the pool, still open
     app.state.engine = engine
     try:
         yield
