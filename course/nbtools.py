@@ -19,7 +19,7 @@ class NotebookFailed(AssertionError):
     pass
 
 
-def execute(path: str | Path, *, timeout_per_cell: int = 120) -> float:
+def execute(path: str | Path, *, timeout_per_cell: int = 120, env: dict[str, str] | None = None) -> float:
     """Run every cell in a fresh kernel with the notebook's folder as working directory.
     Returns seconds; raises NotebookFailed naming the notebook and the cell."""
     from nbclient import NotebookClient
@@ -31,7 +31,7 @@ def execute(path: str | Path, *, timeout_per_cell: int = 120) -> float:
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
     try:
-        client.execute()
+        client.execute(**({"env": env} if env is not None else {}))
     except (CellExecutionError, CellTimeoutError) as exc:
         index = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code" and any(
             o.get("output_type") == "error" for o in c.get("outputs", []))), None)

@@ -3,6 +3,9 @@ outputs, and leaves nothing listening behind."""
 
 from __future__ import annotations
 
+import os
+import time
+import uuid
 from pathlib import Path
 
 import nbformat
@@ -17,8 +20,16 @@ BUDGET = 60.0  # seconds per notebook on a 2-core machine
 HARD_LIMIT = 120.0  # fail beyond this; between the two the run passes but says so
 
 
-def listening_ports() -> set[int]:
-    return {c.laddr.port for c in psutil.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
+def processes_marked(run_id: str) -> list[psutil.Process]:
+    """Processes started by the notebook's kernel (they inherit COURSE_RUN_ID) that are still alive."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("COURSE_RUN_ID") == run_id and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
 
 
 def test_notebooks_exist() -> None:
@@ -40,9 +51,14 @@ def test_stored_without_outputs(path: Path) -> None:
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path: Path, record_time) -> None:
-    before = listening_ports()
-    seconds = execute(path)
+    run_id = uuid.uuid4().hex
+    seconds = execute(path, env={**os.environ, "COURSE_RUN_ID": run_id})
     record_time(f"notebook {path.name}" + ("  (over the 60 s budget)" if seconds > BUDGET else ""), seconds)
     assert seconds < HARD_LIMIT, f"{path.name} took {seconds:.0f} s (budget {BUDGET:.0f} s)"
-    leftover = listening_ports() - before
-    assert not leftover, f"{path.name} left servers listening on ports {sorted(leftover)}"
+    deadline = time.monotonic() + 5
+    while (leftover := processes_marked(run_id)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    described = [f"{p.pid}: {' '.join(p.cmdline())[:120]}" for p in leftover]
+    for p in leftover:  # do not let one notebook's leftovers disturb the next
+        p.kill()
+    assert not leftover, f"{path.name} left processes running after its kernel stopped: {described}"
