@@ -42,6 +42,8 @@ def instrument() -> None:
     import sqlalchemy.ext.asyncio as sa_async
     import sqlalchemy.ext.asyncio.engine as sa_engine
 
+    from sqlalchemy import event
+
     from course.probes import ConnectionCounter
 
     original = sa_engine.create_async_engine
@@ -50,7 +52,14 @@ def instrument() -> None:
         engine = original(*args, **kwargs)
         frames = [f for f in traceback.extract_stack()[:-1] if f.filename.endswith("app.py")]
         where = f"app.py line {frames[-1].lineno}: {frames[-1].line}" if frames else "outside app.py"
-        engines.append({"engine": engine, "phase": phase, "where": where, "counter": ConnectionCounter(engine)})
+        counter = ConnectionCounter(engine)
+        engines.append({"engine": engine, "phase": phase, "where": where, "counter": counter})
+
+        def track_global_peak(*_args) -> None:  # registered after the counter's own listener
+            report["peak_open_all_engines"] = max(report.get("peak_open_all_engines", 0),
+                                                  sum(e["counter"].open for e in engines))
+
+        event.listen(engine.sync_engine, "connect", track_global_peak)
         return engine
 
     sa_engine.create_async_engine = recording_create_async_engine

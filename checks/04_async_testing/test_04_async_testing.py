@@ -1,0 +1,232 @@
+"""Checks for module 04 (async testing): the learner's conftest.py, graded by behaviour.
+
+driver.py copies the learner's conftest.py next to the course's own app.py, pytest.ini and
+tests (given and hidden) and runs pytest four times in subprocesses: in order, in reverse
+order, under ``-n 2``, and once with a slow reference conftest to time against. Each check
+below reads its part of that one report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from course.checking import Unmet, expect, run_driver
+
+MODULE = "04_async_testing"
+DRIVER = Path(__file__).with_name("driver.py")
+
+VISIBLE = "test_bookmarks"
+HIDDEN = "test_hidden"
+ASYNC_FIXTURE_ERRORS = ("requested an async fixture", "async def functions are not natively supported",
+                        "coroutine", "async_generator")
+SCHEMA_TABLES = 1  # the app's tables: bookmarks
+MAX_TIME_RATIO = 0.6  # learner's median test time / slow baseline's; measured about 0.15-0.25
+
+
+@pytest.fixture(scope="module")
+def report(target: Path) -> dict:
+    rep = run_driver(DRIVER, str(target), timeout=55, what="your conftest.py with the course's tests")
+    if rep.get("problem"):
+        raise Unmet(expected="a conftest.py to grade", got=rep["problem"],
+                    hint="write your fixtures in conftest.py, next to app.py.")
+    return rep
+
+
+def _run(report: dict, name: str) -> dict:
+    return report["runs"][name]
+
+
+def _describe(run: dict, tests: list[dict] | None = None) -> str:
+    """What went wrong in a run, in a few lines a learner can act on."""
+    if run["timed_out"]:
+        return f"pytest was still running after {run['seconds']:.0f} s and was stopped. Last lines:\n{run['output_tail']}"
+    tests = run["tests"] if tests is None else tests
+    if not run["tests"]:
+        return f"pytest ran no tests (exit code {run['returncode']}). Its last lines:\n{run['output_tail']}"
+    bad = [t for t in tests if t["outcome"] in ("failed", "error")]
+    if not bad:
+        return "all passed"
+    first = bad[0]
+    what = "failed" if first["outcome"] == "failed" else "errored in a fixture"
+    message = first["message"].strip().splitlines()
+    text = " / ".join(line.strip() for line in message[:3])[:400]
+    return f"{len(bad)} of {len(tests)} failed; first: {first['name']} {what}: {text}"
+
+
+def _bad(tests: list[dict]) -> list[dict]:
+    return [t for t in tests if t["outcome"] in ("failed", "error")]
+
+
+def _in(tests: list[dict], file: str) -> list[dict]:
+    return [t for t in tests if t["file"] == file]
+
+
+def test_conftest_loads(report: dict) -> None:
+    """pytest loads your conftest.py and collects the tests"""
+    run = _run(report, "normal")
+    expect(run["tests"] and not run["timed_out"],
+           called="pytest, in a folder with your conftest.py, the app and the tests",
+           expected="the tests are collected and run",
+           got=_describe(run),
+           hint="run pytest in the exercise folder and read the first error (an import error in conftest.py?).")
+
+
+def test_async_fixtures_run(report: dict) -> None:
+    """pytest-asyncio runs your async fixtures (strict mode)"""
+    run = _run(report, "normal")
+    unhandled = [t for t in run["tests"] if any(s in t["message"] for s in ASYNC_FIXTURE_ERRORS[:2])]
+    expect(run["tests"] and not unhandled,
+           called="pytest with asyncio_mode = strict",
+           expected="every async fixture is set up by pytest-asyncio",
+           got=_describe(run, unhandled) if unhandled else _describe(run),
+           hint="in strict mode an async fixture needs @pytest_asyncio.fixture; @pytest.fixture leaves it to "
+                "pytest, which cannot run it.")
+
+
+def test_lifespan_entered(report: dict) -> None:
+    """The app's lifespan runs in your tests: GET /health answers 200"""
+    run = _run(report, "normal")
+    health = [t for t in run["tests"] if t["name"] == "test_health"]
+    expect(health and health[0]["outcome"] == "passed",
+           called="test_health: await client.get('/health'), which uses app.state.engine",
+           expected="200 {'status': 'ok'}",
+           got=_describe(run, health) if health else _describe(run),
+           hint="httpx.ASGITransport does not run the app's lifespan, so the engine is never created. Enter it in a "
+                "fixture: async with LifespanManager(app) (asgi_lifespan) or app.router.lifespan_context(app).")
+
+
+def test_given_tests_pass(report: dict) -> None:
+    """The given tests pass with your conftest.py"""
+    run = _run(report, "normal")
+    visible = _in(run["tests"], VISIBLE)
+    expect(visible and not _bad(visible),
+           called="pytest tests/test_bookmarks.py",
+           expected=f"all {len(visible) or 'the'} given tests pass",
+           got=_describe(run, visible) if visible else _describe(run),
+           hint="run them yourself: pytest -x in the exercise folder.")
+
+
+def test_rollback_per_test(report: dict) -> None:
+    """Nothing a test writes is left for the next test"""
+    run = _run(report, "normal")
+    hidden = _in(run["tests"], HIDDEN)
+    expect(hidden and not _bad(hidden),
+           called=f"{len(hidden) or 24} hidden tests that each POST the same bookmark and expect to be alone",
+           expected="every one of them passes",
+           got=_describe(run, hidden) if hidden else _describe(run),
+           hint="run each test inside a transaction on one connection and roll it back at the end; give the app "
+                "sessions bound to that connection with join_transaction_mode='create_savepoint'. On SQLite add the "
+                "driver recipe (isolation_level = None and emit BEGIN yourself), or the savepoint commits for real.")
+
+
+def test_order_independent(report: dict) -> None:
+    """The tests pass in reverse order too"""
+    run = _run(report, "reversed")
+    expect(run["tests"] and not _bad(run["tests"]) and not run["timed_out"],
+           called="pytest with the tests in reverse order",
+           expected="the same tests pass",
+           got=_describe(run),
+           hint="a test that passes in one order and fails in the other depends on what ran before it: "
+                "roll back every test's writes.")
+
+
+def test_app_uses_test_database(report: dict) -> None:
+    """The app under test uses the test database, not ./bookmarks.db"""
+    records = _run(report, "normal")["records"]
+    started = [r for r in records if r["app_started"]]
+    wrong = [r for r in started if r["app_db"] != r["session_db"]]
+    if not records:
+        got = "no hidden test got far enough to tell (see the failures above)"
+    elif not started:
+        got = "the app's engine was never created: its lifespan did not run"
+    elif wrong:
+        got = f"your session uses {wrong[0]['session_db'] or ':memory:'} but the app's engine uses " \
+              f"{wrong[0]['app_db'] or ':memory:'}"
+    else:
+        got = "they match"
+    expect(records and started and not wrong,
+           called="app.state.engine.url vs. PRAGMA database_list in your session, in every hidden test",
+           expected="the app's own engine and your session open the same database file",
+           got=got,
+           hint="the app reads DATABASE_URL when its lifespan starts: set it (monkeypatch.setenv, or "
+                "pytest.MonkeyPatch.context() in a session fixture) before you enter the lifespan.")
+
+
+def test_parallel_passes(report: dict) -> None:
+    """The suite passes under pytest -n 2"""
+    run = _run(report, "parallel")
+    expect(run["tests"] and not _bad(run["tests"]) and not run["timed_out"],
+           called="pytest -n 2 (pytest-xdist: two worker processes)",
+           expected="the same tests pass",
+           got=_describe(run),
+           hint="two processes share nothing in memory, but they do share files: give each worker its own "
+                "database (the worker_id fixture: 'gw0', 'gw1', ...).")
+
+
+def test_database_per_worker(report: dict) -> None:
+    """Each xdist worker has its own database"""
+    records = _run(report, "parallel")["records"]
+    by_worker: dict[str, set[str]] = {}
+    for r in records:
+        by_worker.setdefault(r["worker"], set()).add(r["session_db"] or f":memory: of process {r['pid']}")
+    workers = sorted(by_worker)
+    shared = set.intersection(*by_worker.values()) if len(workers) >= 2 else set()
+    if len(workers) < 2:
+        got = f"only {len(workers)} worker ran the hidden tests: " + (_describe(_run(report, "parallel")))
+    elif shared:
+        got = f"{' and '.join(workers)} both used {sorted(shared)[0]}"
+    else:
+        got = "; ".join(f"{w}: {sorted(by_worker[w])[0]}" for w in workers)
+    expect(len(workers) >= 2 and not shared,
+           called="pytest -n 2, with a hidden test asking each worker's session PRAGMA database_list",
+           expected="gw0 and gw1 use different database files",
+           got=got,
+           hint="build the database path from the worker_id fixture (or tmp_path_factory, which is per worker).")
+
+
+def test_connections_closed(report: dict) -> None:
+    """Every engine is disposed: no database connection is left open at the end"""
+    probes = _run(report, "normal")["probes"]
+    expect(probes, called="pytest, watching every SQLAlchemy pool", expected="the run finishes and reports",
+           got=_describe(_run(report, "normal")))
+    probe = probes[0]
+    leaked = probe["opened"] - probe["closed"]
+    expect(leaked <= 0,
+           called=f"pytest ({probe['tests']} tests), counting connections opened and closed by every pool",
+           expected="as many closed as opened once the session's fixtures are torn down",
+           got=f"{probe['opened']} opened, {probe['closed']} closed: {leaked} left open "
+               f"({probe['open_db_files']} database files still open, {probe['driver_threads']} driver threads alive)",
+           hint="an engine you create in a fixture must be disposed in the same fixture: "
+                "yield it, then await engine.dispose() (in a finally).")
+
+
+def test_schema_created_once(report: dict) -> None:
+    """The schema is created once per session, not once per test"""
+    probes = _run(report, "normal")["probes"]
+    expect(probes, called="pytest, counting CREATE TABLE statements", expected="the run finishes and reports",
+           got=_describe(_run(report, "normal")))
+    probe = probes[0]
+    limit = 2 * SCHEMA_TABLES
+    expect(probe["create_table"] <= limit,
+           called=f"pytest ({probe['tests']} tests), counting CREATE TABLE statements",
+           expected=f"at most {limit} (the app has {SCHEMA_TABLES} table)",
+           got=f"{probe['create_table']} CREATE TABLE statements",
+           hint="create the schema in a session-scoped fixture and isolate tests with a rollback, "
+                "not with a fresh database per test.")
+
+
+def test_faster_than_fresh_schema(report: dict) -> None:
+    """Your suite is faster than one that rebuilds the schema for every test"""
+    mine, slow = _run(report, "normal"), _run(report, "baseline")
+    expect(mine["median_test_seconds"] and slow["median_test_seconds"],
+           called="the tests with your conftest.py, and with a fresh schema per test",
+           expected="both runs pass tests to time", got=f"yours: {_describe(mine)}; baseline: {_describe(slow)}")
+    ratio = mine["median_test_seconds"] / slow["median_test_seconds"]
+    expect(ratio <= MAX_TIME_RATIO,
+           called="the same tests, timed per test (median), side by side in the same run",
+           expected=f"at most {MAX_TIME_RATIO:.0%} of the time a fresh schema per test takes",
+           got=f"{ratio:.0%}: {mine['median_test_seconds'] * 1000:.1f} ms per test against "
+               f"{slow['median_test_seconds'] * 1000:.1f} ms",
+           hint="one engine and one schema per session, a rolled-back transaction per test.")
