@@ -129,7 +129,11 @@ async def fire(
     gate = asyncio.Semaphore(concurrency)
     bar = None
     if progress is not False:
-        from tqdm.auto import tqdm
+        try:
+            import ipywidgets  # noqa: F401  (tqdm.auto warns "IProgress not found" without it)
+            from tqdm.auto import tqdm
+        except ImportError:
+            from tqdm.std import tqdm
 
         bar = tqdm(total=n, desc=result.label[:40], delay=2.0, leave=False)
 

@@ -253,6 +253,12 @@ def serve_subprocess(
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_ready(url, proc, ready_timeout, log_path, health)
+        if workers and workers > 1:  # the first answer can come before every worker is up
+            deadline = time.monotonic() + ready_timeout
+            while log_path.read_text(errors="replace").count("Application startup complete") < workers:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise TimeoutError(f"not all {workers} workers started. Log:\n{log_path.read_text()[-3000:]}")
+                time.sleep(0.05)
         server = ProcessServer(url=url, port=port, proc=proc, log_path=log_path)
         yield server
     finally:

@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 DATABASE_URL = os.environ["DATABASE_URL"]
 POOL_SIZE = int(os.environ.get("POOL_SIZE", "5"))
 
-# Runs on import: before the server starts, in whatever event loop happens to be around,
-# and nothing ever calls engine.dispose().
+# Runs once per process, on import, whoever imports it (the server, a test, a script);
+# nothing ever calls engine.dispose().
 engine = create_async_engine(DATABASE_URL, pool_size=POOL_SIZE)
 
 app = FastAPI()
