@@ -112,7 +112,9 @@ def grade(module: Module, target: str | os.PathLike | None = None, *, timeout: f
     with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
         report = Path(tmp) / "report.json"
         cmd = [
-            sys.executable, "-m", "pytest", str(module.checks), "--target", str(folder),
+            # One argument, "--target=<folder>": pytest's first pass over the command line does not know
+            # --target yet, would collect a separate value as a path, and import the learner's conftest.py.
+            sys.executable, "-m", "pytest", str(module.checks), f"--target={folder}",
             "-p", "course.report", "--course-report", str(report),
             "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
             "-q", "--no-header", "--color=no", "-p", "no:randomly",

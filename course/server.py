@@ -45,11 +45,14 @@ def free_port() -> int:
 class _ExceptionCollector(logging.Handler):
     """Collects the exceptions uvicorn logs (``Exception in ASGI application``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, thread_name: str) -> None:
         super().__init__(level=logging.ERROR)
+        self.thread_name = thread_name  # only this server's thread: two servers may run at once
         self.texts: collections.Counter[str] = collections.Counter()
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.threadName != self.thread_name:
+            return
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
             # The innermost cause is the one a learner should read.
@@ -103,9 +106,12 @@ def serve_in_thread(
     cfg = uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level, lifespan="on", **config)
     server = uvicorn.Server(cfg)
     # uvicorn (re)configures logging in Config(); attach the collector afterwards.
-    collector = _ExceptionCollector()
+    thread_name = f"uvicorn-{port}"
+    collector = _ExceptionCollector(thread_name)
     err_logger = logging.getLogger("uvicorn.error")
-    saved_propagate, saved_handlers = err_logger.propagate, list(err_logger.handlers)
+    # Other servers' collectors stay attached (each only counts its own thread's records).
+    saved_propagate = err_logger.propagate
+    saved_handlers = [h for h in err_logger.handlers if not isinstance(h, _ExceptionCollector)]
     if quiet_errors:
         err_logger.propagate = False
         for h in saved_handlers:
@@ -119,7 +125,7 @@ def serve_in_thread(
         except BaseException as exc:  # noqa: BLE001 - reported to the caller below
             failure.append(exc)
 
-    thread = threading.Thread(target=run, name=f"uvicorn-{port}", daemon=True)
+    thread = threading.Thread(target=run, name=thread_name, daemon=True)
     thread.start()
     try:
         deadline = time.monotonic() + ready_timeout

@@ -127,3 +127,13 @@ def test_subprocess_server_reports_a_broken_app(tmp_path) -> None:
     with pytest.raises(RuntimeError, match="cannot import me"):
         with serve_subprocess("broken:app", app_dir=tmp_path):
             pass
+
+
+@pytest.mark.asyncio
+async def test_two_servers_at_once_keep_their_own_errors() -> None:
+    with serve_in_thread(make_app([])) as outer:
+        with serve_in_thread(make_app([])) as inner:
+            await fire(inner.url + "/boom", n=2, progress=False)
+        await fire(outer.url + "/boom", n=3, progress=False)
+    assert inner.errors == {"builtins.ValueError: kaboom": 2}
+    assert outer.errors == {"builtins.ValueError: kaboom": 3}
