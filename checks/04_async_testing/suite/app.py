@@ -2,7 +2,8 @@
 
 The engine is created in the lifespan (at startup, not at import), from the DATABASE_URL
 environment variable; without it the app uses ./bookmarks.db. Routes get their session from
-the ``get_session`` dependency, which tests can override.
+the ``get_session`` dependency, which tests can override. EXTRA_TABLES=N adds N unrelated tables
+(padding.py), a stand-in for a real service's schema: the checks time your fixtures with 20.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from padding import add_tables
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./bookmarks.db"
 
 
@@ -31,6 +34,9 @@ class Bookmark(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     url: Mapped[str] = mapped_column(String(2000), unique=True)
     title: Mapped[str] = mapped_column(String(200))
+
+
+add_tables(Base.metadata, int(os.environ.get("EXTRA_TABLES", "0")))
 
 
 class BookmarkIn(BaseModel):

@@ -22,9 +22,12 @@ async def _record(session) -> None:
     if not folder:
         return
     rows = (await session.execute(text("PRAGMA database_list"))).all()
-    session_db = next((row[2] for row in rows if row[1] == "main"), None)
+    session_db = next((row[2] for row in rows if row[1] == "main"), "")
     engine = getattr(app.state, "engine", None)
     app_db = None if engine is None else (engine.url.database or "")
+    # Compare real paths ("./test.db" and "/tmp/.../test.db" can be the same file); "" is :memory:.
+    session_db = os.path.realpath(session_db) if session_db else ""
+    app_db = os.path.realpath(app_db) if app_db and app_db != ":memory:" else app_db
     worker = os.environ.get("PYTEST_XDIST_WORKER", "master")
     line = {"worker": worker, "pid": os.getpid(), "session_db": session_db, "app_db": app_db,
             "app_started": engine is not None, "cwd": os.getcwd()}

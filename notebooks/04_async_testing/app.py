@@ -1,0 +1,85 @@
+"""The demo app of notebook 04: a tiny items API (FastAPI, SQLAlchemy async, aiosqlite).
+
+The engine is created in the lifespan, from DATABASE_URL read at startup, and disposed at
+shutdown. Routes get their session from the ``get_session`` dependency (tests can override it).
+EXTRA_TABLES=N adds N unrelated tables, a stand-in for a real service's schema (section 5).
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import asynccontextmanager
+from typing import Annotated, AsyncIterator
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import String, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from padding import add_tables
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Item(Base):
+    __tablename__ = "items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), unique=True)
+
+
+add_tables(Base.metadata, int(os.environ.get("EXTRA_TABLES", "0")))
+
+
+class ItemIn(BaseModel):
+    name: str = Field(min_length=1, max_length=50)
+
+
+class ItemOut(BaseModel):
+    id: int
+    name: str
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    engine = create_async_engine(os.environ.get("DATABASE_URL", "sqlite+aiosqlite:///./items.db"))
+    async with engine.begin() as conn:  # a real service runs migrations instead
+        await conn.run_sync(Base.metadata.create_all)
+    app.state.engine = engine
+    app.state.sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+    try:
+        yield
+    finally:
+        await engine.dispose()
+
+
+app = FastAPI(lifespan=lifespan)
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.sessionmaker() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+@app.post("/items", status_code=201, response_model=ItemOut)
+async def create_item(data: ItemIn, session: SessionDep) -> Item:
+    item = Item(name=data.name)
+    session.add(item)
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise HTTPException(409, f"an item named {data.name!r} already exists") from None
+    return item
+
+
+@app.get("/items", response_model=list[ItemOut])
+async def list_items(session: SessionDep) -> list[Item]:
+    return list(await session.scalars(select(Item).order_by(Item.id)))
