@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,10 +66,6 @@ class LoadResult:
     def max(self) -> float:
         return max(self.latencies) if self.latencies else float("nan")
 
-    @property
-    def mean(self) -> float:
-        return statistics.fmean(self.latencies) if self.latencies else float("nan")
-
     def as_dict(self) -> dict[str, Any]:
         return {
             "label": self.label, "n": self.n, "concurrency": self.concurrency, "wall": self.wall,
@@ -123,7 +118,9 @@ async def fire(
     """
     concurrency = concurrency or n
     result = LoadResult(label=label or f"{method} {url}", n=n, concurrency=concurrency, wall=0.0)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    # A fresh connection per request: after an unhandled error uvicorn closes the connection, and a
+    # client reusing a kept-alive one would sometimes count a ReadError instead of the real 500.
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=0)
     own_client = client is None
     client = client or httpx.AsyncClient(timeout=timeout, limits=limits)
     gate = asyncio.Semaphore(concurrency)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-__all__ = ["style", "compare_bars", "errors_and_latency", "latency_hist"]
+__all__ = ["style", "compare_bars", "errors_and_latency"]
 
 BAD, GOOD, NEUTRAL, TRAP = "#c0392b", "#27ae60", "#7f8c8d", "#e67e22"
 
@@ -73,18 +73,3 @@ def errors_and_latency(results: Mapping[str, Any], *, title: str = "", colors: S
         fig.suptitle(title, fontweight="bold")
     fig.tight_layout()
     return fig
-
-
-def latency_hist(results: Mapping[str, Any], *, bins: int = 30, title: str = "latency distribution") -> Any:
-    """Overlaid latency histograms, one per :class:`course.load.LoadResult`. Returns the Axes."""
-    import matplotlib.pyplot as plt
-
-    style()
-    _, ax = plt.subplots()
-    for (label, res), color in zip(results.items(), _colors(list(results), None)):
-        ax.hist(res.latencies, bins=bins, alpha=0.6, label=label, color=color)
-    ax.set_xlabel("seconds")
-    ax.set_ylabel("requests")
-    ax.set_title(title)
-    ax.legend()
-    return ax

@@ -176,17 +176,6 @@ class ProcessServer:
             return self._final_log
         return self.log_path.read_text(errors="replace")
 
-    def worker_pids(self) -> list[int]:
-        """PIDs of the worker processes (just the server itself without ``--workers``)."""
-        import psutil
-
-        try:
-            children = psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            return []
-        workers = [c.pid for c in children if "resource_tracker" not in " ".join(c.cmdline())]
-        return workers or [self.proc.pid]
-
 
 def _wait_ready(url: str, proc: subprocess.Popen, timeout: float, log_path: Path, health: str) -> None:
     deadline = time.monotonic() + timeout

@@ -35,11 +35,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from course.checking import emit_report
+from course.checking import ROOT, emit_report
 from course.server import stop_process
 
 HERE = Path(__file__).resolve().parent
-SUITE = HERE / "suite"
+SUITE = HERE / "suite"  # the course's own files: hidden tests and the slow baseline conftest
+# The given files (app, padding, pytest.ini, tests) are the reference ones: the exercise ships the same.
+GIVEN = ROOT / "solutions" / "04_async_testing"
 PLUGINS = HERE / "plugins"
 EXTRA_TABLES = "20"  # the app's padding: a realistic schema, so that building it per test shows
 # Memory-backed /dev/shm where there is one: a shared machine's disk makes every fsync slow and erratic.
@@ -53,11 +55,9 @@ def build_run_dir(root: Path, name: str, conftest: Path) -> Path:
     run = root / name
     (run / "tests").mkdir(parents=True)
     (run / "records").mkdir()
-    shutil.copy(SUITE / "app.py", run / "app.py")
-    shutil.copy(SUITE / "padding.py", run / "padding.py")
-    shutil.copy(SUITE / "pytest.ini", run / "pytest.ini")
+    for name in ("app.py", "padding.py", "pytest.ini", "tests/test_bookmarks.py"):
+        shutil.copy(GIVEN / name, run / name)
     shutil.copy(conftest, run / "conftest.py")
-    shutil.copy(SUITE / "visible_tests.py", run / "tests" / "test_bookmarks.py")
     shutil.copy(SUITE / "hidden_tests.py", run / "tests" / "test_hidden.py")
     return run
 
