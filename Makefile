@@ -25,14 +25,14 @@ $(STAMP): requirements.txt requirements-lock.txt pyproject.toml
 	touch $(STAMP) && echo "environment ready in $$(( $$(date +%s) - start )) s ($(VENV))"
 
 lab: venv
-	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m course.lab $(LAB_ARGS)
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m course.tooling.lab $(LAB_ARGS)
 
 test: venv
-	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m course.testrun
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m course.tooling.testrun
 
 # Clear outputs from every notebook (they are stored without outputs).
 strip: venv
-	@$(BIN)/python -m course.nbtools strip notebooks/*.ipynb
+	@$(BIN)/python -m course.tooling.nbtools strip notebooks/*.ipynb
 
 clean-venv:
 	rm -rf $(VENV)

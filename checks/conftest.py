@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from course.checking import module_dir
+from course.grading.grader import resolve_target
+from course.manifest import find_module
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -17,8 +18,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture(scope="module")
 def target(request: pytest.FixtureRequest) -> Path:
     """The module folder being graded (the suite names its module in ``MODULE``)."""
-    module = getattr(request.module, "MODULE")
-    path = module_dir(request.config.getoption("--target"), module)
+    module = find_module(getattr(request.module, "MODULE"))
+    path = resolve_target(module, request.config.getoption("--target"))
     if not path.is_dir():
         pytest.fail(f"nothing to grade: {path} is not a folder", pytrace=False)
     return path

@@ -3,13 +3,21 @@
     from course import serve_in_thread, serve_subprocess, fire, pool_status, check
 """
 
-from course.demo import import_file, show
-from course.grader import check
+from course.demo import challenge, import_file, reveal, show
 from course.load import LoadResult, fire
 from course.probes import ConnectionCounter, MemorySampler, open_file_count, open_files, peak_rss_mib, pool_status, tcp_connections
 from course.server import serve_in_thread, serve_subprocess
 
+
+
+def check(module: str, target: str | None = None, verbose: bool = False) -> bool:
+    """Grade an exercise from a notebook cell: ``course.check("01")`` prints the report."""
+    from course.grading.grader import check as _check
+
+    return _check(module, target, verbose)
+
+
 __all__ = [
-    "check", "show", "import_file", "fire", "LoadResult", "serve_in_thread", "serve_subprocess", "pool_status", "ConnectionCounter",
+    "check", "show", "import_file", "reveal", "challenge", "fire", "LoadResult", "serve_in_thread", "serve_subprocess", "pool_status", "ConnectionCounter",
     "open_files", "open_file_count", "tcp_connections", "peak_rss_mib", "MemorySampler",
 ]

@@ -9,7 +9,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-__all__ = ["show", "import_file"]
+__all__ = ["show", "import_file", "reveal", "challenge"]
 
 _counter = itertools.count()
 
@@ -35,3 +35,38 @@ def import_file(path: str | Path) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def reveal(guess: Any, measured: Any, what: str = "") -> None:
+    """The answer to a checkpoint: print the learner's prediction beside the measurement.
+
+        guess = None          # (the cell before) your prediction, e.g. 30
+        ...measure...
+        course.reveal(guess, failed, "requests out of 50 that failed")
+    """
+    label = f" {what}" if what else ""
+    if guess is None or guess is Ellipsis:
+        print(f"Measured:{label} {measured}.  (Next time, write your guess in the cell above before you run.)")
+    elif guess == measured:
+        print(f"You predicted {guess!r}; measured{label}: {measured!r}. Exactly right.")
+    else:
+        print(f"You predicted {guess!r}; measured{label}: {measured!r}.")
+
+
+def challenge(answer: Any, check: Any, reference: Any) -> Any:
+    """Grade an in-notebook challenge: ``check(answer)`` must hold (it asserts or returns a bool).
+
+    While the learner has not answered yet (``answer`` is None), the folded reference answer is
+    checked instead, so running the notebook top to bottom proves that the check accepts a correct
+    answer. Returns what was checked.
+    """
+    tried = reference if answer is None else answer
+    ok = check(tried)
+    if ok is False:
+        raise AssertionError("not yet: this answer does not pass the challenge's check; "
+                             "read the hint in the cell above, or unfold the answer")
+    if answer is None:
+        print("Not answered yet; the folded reference answer passes the check. Try your own!")
+    else:
+        print("Correct: your answer passes the check.")
+    return tried

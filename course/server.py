@@ -127,19 +127,23 @@ def serve_in_thread(
 
     thread = threading.Thread(target=run, name=thread_name, daemon=True)
     thread.start()
+    ok = False
     try:
         deadline = time.monotonic() + ready_timeout
         while not server.started:
             if failure or not thread.is_alive():
+                logged = "; ".join(collector.texts)
                 raise RuntimeError(
-                    f"uvicorn did not start: {failure[0]!r}" if failure else "uvicorn stopped during startup "
-                    "(did the app's lifespan raise? see the log above)"
+                    f"uvicorn did not start: {failure[0]!r}" if failure else "uvicorn stopped during startup: "
+                    + (logged or "did the app's lifespan raise? see the log above")
                 )
             if time.monotonic() > deadline:
-                raise TimeoutError(f"uvicorn did not start within {ready_timeout} s")
+                raise TimeoutError(f"the app did not finish its startup within {ready_timeout:g} s "
+                                   "(the lifespan never reached its yield)")
             time.sleep(0.005)
         yield ThreadServer(url=f"http://127.0.0.1:{port}", port=port, server=server, thread=thread,
                            errors=collector.texts)
+        ok = True
     finally:
         server.should_exit = True
         thread.join(stop_timeout)
@@ -152,8 +156,10 @@ def serve_in_thread(
         for h in saved_handlers:
             if h not in err_logger.handlers:
                 err_logger.addHandler(h)
-        if thread.is_alive():
-            raise RuntimeError(f"uvicorn thread on port {port} did not stop")
+        # Only when nothing else went wrong: a startup that hung must be reported as that, not as this.
+        if thread.is_alive() and ok:
+            raise RuntimeError(f"the app did not finish its shutdown within {2 * stop_timeout:g} s "
+                               f"(uvicorn on port {port} is still running)")
 
 
 @dataclass

@@ -1,6 +1,12 @@
-"""Course-level tests: a timing table printed at the end of `make test`."""
+"""Course-level tests: timings recorded for the table `make test` prints at the end.
+
+Tests run in several processes (pytest-xdist), so each timing is appended to the file named by
+``COURSE_TIMINGS`` (set by course.tooling.testrun); run alone, pytest prints its own table."""
 
 from __future__ import annotations
+
+import json
+import os
 
 import pytest
 
@@ -10,7 +16,12 @@ TIMINGS: list[tuple[str, float]] = []
 @pytest.fixture(scope="session")
 def record_time():
     def record(label: str, seconds: float) -> None:
-        TIMINGS.append((label, seconds))
+        path = os.environ.get("COURSE_TIMINGS")
+        if path:
+            with open(path, "a") as f:
+                f.write(json.dumps({"label": label, "seconds": round(seconds, 2)}) + "\n")
+        else:
+            TIMINGS.append((label, seconds))
     return record
 
 

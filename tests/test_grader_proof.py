@@ -1,5 +1,8 @@
 """The grader grades: for every module, its checks fail on the untouched exercise, pass on the
-solution, and fail on every known mistake (on the expectations the mistake names)."""
+solution, and fail on every known mistake (on the expectations the mistake names).
+
+These proofs measure no time (the solution's grading time is checked in tests/test_budgets.py),
+so ``make test`` runs them in parallel with pytest-xdist."""
 
 from __future__ import annotations
 
@@ -8,35 +11,27 @@ from pathlib import Path
 
 import pytest
 
-from course.grader import format_grade, grade, modules
-from course.mistakes import materialise, mistakes
+from course.grading.grader import format_grade, grade
+from course.grading.mistakes import materialise, mistakes
+from course.manifest import modules
 
-MODULES = modules()
+MODULES = modules(graded=True)
 MISTAKES = [mk for m in MODULES for mk in mistakes(m)]
-SOLUTION_BUDGET = 10.0  # seconds for `course check NN --target solutions`
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
-
-
-def test_every_module_has_mistakes() -> None:
-    assert MODULES, "no modules found"
-    for m in MODULES:
-        assert len(mistakes(m)) >= 3, f"module {m.name} has fewer than 3 known mistakes"
-        assert m.solution.is_dir() and (m.checks / "HINTS.md").exists(), m.name
 
 
 @pytest.mark.parametrize("module", MODULES, ids=[m.name for m in MODULES])
 def test_solution_passes(module, record_time) -> None:
     g = grade(module, "solutions")
-    record_time(f"course check {module.number} --target solutions", g.seconds)
+    record_time(f"course check {module.number} --target solutions (under parallel load)", g.seconds)
     assert g.passed, format_grade(g, verbose=True)
-    assert g.seconds < SOLUTION_BUDGET, f"grading the solution took {g.seconds:.1f} s (budget {SOLUTION_BUDGET} s)"
 
 
 @pytest.mark.parametrize("module", MODULES, ids=[m.name for m in MODULES])
 def test_untouched_exercise_fails(module, record_time) -> None:
     g = grade(module, "exercises")
-    record_time(f"course check {module.number} (untouched exercise)", g.seconds)
+    record_time(f"course check {module.number} (untouched exercise, under parallel load)", g.seconds)
     assert g.problem is None, format_grade(g)
     assert not g.passed, f"the untouched exercise of {module.name} passes its checks"
     report = format_grade(g)
@@ -51,7 +46,7 @@ def test_mistake_is_caught(mistake) -> None:
         folder = materialise(mistake, Path(tmp))
         g = grade(mistake.module, folder)
     assert g.problem is None, format_grade(g)
-    names = {r["test"] for r in g.records}
+    names = {r.name for r in g.records}
     for test in [*mistake.caught_by, *spec.get("still_passes", [])]:
         assert test in names, f"{mistake.path}: no expectation named {test} (have {sorted(names)})"
     uncaught = [t for t in mistake.caught_by if t not in g.failed_names]
@@ -59,5 +54,5 @@ def test_mistake_is_caught(mistake) -> None:
     broken = [t for t in spec.get("still_passes", []) if t in g.failed_names]
     assert not broken, f"mistake '{mistake.summary}' breaks more than intended: {broken} failed\n" + format_grade(g)
     # The learner reads what failed: the message must say what was expected and what happened.
-    first = next(r for r in g.records if r["outcome"] == "failed")
-    assert first["unmet"] and first["unmet"]["expected"] and first["unmet"]["got"], first
+    first = g.failed[0]
+    assert first.unmet and first.unmet["expected"] and first.unmet["got"], first

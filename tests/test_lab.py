@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 import shutil
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from course import lab
+from course.tooling import lab
 from course.server import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +61,14 @@ def test_lab_serves_the_course(jupyter, record_time) -> None:
     expected = {p.name for p in (ROOT / "notebooks").glob("*.ipynb")}
     assert expected and expected <= names, f"Lab does not list {expected - names}"
     assert "00_start_here.ipynb" in names
+    root = httpx.get(f"{base}/api/contents", params={"token": token}, timeout=10).json()
+    clutter = [item["name"] for item in root["content"] if item["name"].endswith(".egg-info")]
+    assert not clutter, f"the learner's file browser shows {clutter}"
+    config = re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', page.text, re.S)
+    assert config, "no page config in /lab"
+    disabled = json.loads(config[1]).get("disabledExtensions", [])
+    assert "@jupyterlab/apputils-extension:announcements" in disabled, \
+        f"the 'official Jupyter news' prompt is not disabled: {disabled}"
     for folder in ("exercises", "solutions", "checks"):
         r = httpx.get(f"{base}/api/contents/{folder}", params={"token": token}, timeout=10)
         assert r.status_code == 200, f"learners must be able to open {folder}/ in Lab"

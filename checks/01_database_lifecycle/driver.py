@@ -2,33 +2,46 @@
 
     python driver.py APP_DIR
 
-It seeds a SQLite file database, records every engine the app creates (and when: at import,
-at startup, during a request), imports app.py, serves it with uvicorn on 127.0.0.1, sends
-single requests, failing requests and a burst of concurrent ones, stops the server, and
-counts the connections still open. It never judges: the checks read the report.
+It seeds a SQLite file database, records every engine the app creates (and in which stage: at
+import, at startup, during a request), imports app.py, serves it with uvicorn on 127.0.0.1,
+sends single requests, failing requests and a burst of concurrent ones, checks that two
+concurrent sessions get connections of their own, stops the server, and counts the connections
+still open. It never judges: the checks read the report.
+
+Report keys (each check names the ones it needs with ``require``):
+
+    engines_at_import     [{"where"}]: engines created while app.py was imported
+    single                {"status", "body", "seconds"}: GET /items/1
+    missing               {"status", "body"}: GET /items/999
+    after_errors          [{"status", "checked_out"}] x 3: GET /items/998, pool checked after each
+    after_errors_ok       {"status", "body"}: GET /items/2 after those
+    burst                 course.load.LoadResult.as_dict() of BURST concurrent GET /items/3
+    server_errors         {error text: count} the server logged during the requests
+    peak_open_all_engines the most connections open at once, all engines together
+    isolation             {"distinct_connections", "saw_uncommitted", "hung"} for two sessions open at once
+                          (or {"status", "body", "server_errors"} when that request failed)
+    stopped_cleanly       True once the server stopped
+    engines               [{"stage", "where", "open", "peak", "opened"}] at the end
+    open_files_after_shutdown  handles on the database file after shutdown
+    slow, burst_n         the settings of this run
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import sqlite3
-import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
 
-from course.checking import emit_report
+from course.grading.checking import Driver, DriverError
 
 SLOW = 0.2          # seconds the app's "shipping partner" takes in the checks
 BURST = 50          # concurrent requests
 CLIENT_TIMEOUT = 8  # seconds a client waits for an answer
 
-report: dict = {"phase": "setup", "engines": []}
-engines: list[dict] = []
-phase = "setup"
+ENGINES: list[dict] = []
 
 
 def seed(db: Path) -> None:
@@ -37,11 +50,10 @@ def seed(db: Path) -> None:
         conn.executemany("INSERT INTO items VALUES (?, ?, ?)", [(1, "kettle", 3900), (2, "lamp", 8900), (3, "mug", 1200)])
 
 
-def instrument() -> None:
+def instrument(d: Driver) -> None:
     """Wrap create_async_engine so every engine the app makes is recorded and counted."""
     import sqlalchemy.ext.asyncio as sa_async
     import sqlalchemy.ext.asyncio.engine as sa_engine
-
     from sqlalchemy import event
 
     from course.probes import ConnectionCounter
@@ -50,14 +62,14 @@ def instrument() -> None:
 
     def recording_create_async_engine(*args, **kwargs):
         engine = original(*args, **kwargs)
-        frames = [f for f in traceback.extract_stack()[:-1] if f.filename.endswith("app.py")]
-        where = f"app.py line {frames[-1].lineno}: {frames[-1].line}" if frames else "outside app.py"
+        frames = [f for f in traceback.extract_stack()[:-1] if f.filename.startswith(str(d.target))]
+        where = f"{Path(frames[-1].filename).name} line {frames[-1].lineno}: {frames[-1].line}" if frames else "outside your files"
         counter = ConnectionCounter(engine)
-        engines.append({"engine": engine, "phase": phase, "where": where, "counter": counter})
+        ENGINES.append({"engine": engine, "stage": d.current_stage, "where": where, "counter": counter})
 
         def track_global_peak(*_args) -> None:  # registered after the counter's own listener
-            report["peak_open_all_engines"] = max(report.get("peak_open_all_engines", 0),
-                                                  sum(e["counter"].open for e in engines))
+            d.report["peak_open_all_engines"] = max(d.report.get("peak_open_all_engines", 0),
+                                                    sum(e["counter"].open for e in ENGINES))
 
         event.listen(engine.sync_engine, "connect", track_global_peak)
         return engine
@@ -66,111 +78,113 @@ def instrument() -> None:
     sa_async.create_async_engine = recording_create_async_engine
 
 
-def summary_of_engines() -> list[dict]:
-    from course.probes import pool_status
-
-    out = []
-    for e in engines:
-        status = pool_status(e["engine"])
-        out.append({"phase": e["phase"], "where": e["where"], "open": e["counter"].open, "peak": e["counter"].peak,
-                    "opened": e["counter"].opened, "checked_out": status.get("checked_out"),
-                    "checked_in": status.get("checked_in"), "pool": status["pool"]})
-    return out
+def engines_summary() -> list[dict]:
+    return [{"stage": e["stage"], "where": e["where"], "open": e["counter"].open, "peak": e["counter"].peak,
+             "opened": e["counter"].opened} for e in ENGINES]
 
 
 def checked_out_total() -> int:
     total = 0
-    for e in engines:
+    for e in ENGINES:
         fn = getattr(e["engine"].sync_engine.pool, "checkedout", None)
         total += fn() if callable(fn) else 0
     return total
 
 
-def short_error() -> str:
-    exc_type, exc, tb = sys.exc_info()
-    frames = [f for f in traceback.extract_tb(tb) if "app.py" in f.filename]
-    where = f" (app.py line {frames[-1].lineno})" if frames else ""
-    return f"{exc_type.__name__}: {exc}{where}"
+def add_isolation_probe(module) -> None:
+    """A route the checks add to the learner's app: two sessions from the app's own get_session
+    (through FastAPI, however it is written), open at the same time. Does each get a connection of
+    its own, so that one cannot see the other's uncommitted write?"""
+    from fastapi import Depends
+    from sqlalchemy import text
+
+    async def probe(a=Depends(module.get_session, use_cache=False), b=Depends(module.get_session, use_cache=False)):
+        async def run() -> dict:
+            conn_a, conn_b = await a.connection(), await b.connection()
+            raw_a = (await conn_a.get_raw_connection()).driver_connection
+            raw_b = (await conn_b.get_raw_connection()).driver_connection
+            await a.execute(text("UPDATE items SET name = 'uncommitted' WHERE id = 3"))
+            seen = (await b.execute(text("SELECT name FROM items WHERE id = 3"))).scalar_one()
+            await a.rollback()
+            await b.rollback()
+            return {"distinct_connections": raw_a is not raw_b, "saw_uncommitted": seen == "uncommitted"}
+
+        try:
+            return await asyncio.wait_for(run(), 5)
+        except (asyncio.TimeoutError, TimeoutError):
+            # The second session waits for the first one's connection: they share it.
+            return {"distinct_connections": False, "saw_uncommitted": None, "hung": True}
+
+    module.app.add_api_route("/__course_isolation_probe", probe, methods=["GET"])
 
 
-async def exercise_app(app, db: Path) -> None:
+async def exercise_app(d: Driver, module, db: Path) -> None:
     import httpx
 
     from course.load import fire
     from course.probes import open_file_count
     from course.server import serve_in_thread
 
-    global phase
-    phase = "startup"
-    report["phase"] = "startup"
-    with serve_in_thread(app, timeout_graceful_shutdown=2) as server:
-        phase = "requests"
-        report["phase"] = "requests"
-        async with httpx.AsyncClient(base_url=server.url, timeout=CLIENT_TIMEOUT) as client:
-            start = time.perf_counter()
-            r = await client.get("/items/1")
-            report["single"] = {"status": r.status_code, "body": r.text[:300], "seconds": time.perf_counter() - start}
-            r = await client.get("/items/999")
-            report["missing"] = {"status": r.status_code, "body": r.text[:300]}
-            # Failing requests (404) in a row: a session that is never closed keeps its connection.
-            after_errors = []
-            for _ in range(3):
-                r = await client.get("/items/998")
-                await asyncio.sleep(0.05)
-                after_errors.append({"status": r.status_code,
-                                     "checked_out": checked_out_total()})
-            r = await client.get("/items/2")
-            report["after_errors"] = after_errors
-            report["after_errors_ok"] = {"status": r.status_code, "body": r.text[:300]}
-        await asyncio.sleep(0.05)
-        report["checked_out_when_idle"] = checked_out_total()
-        burst = await fire(server.url + "/items/3", n=BURST, concurrency=BURST, timeout=CLIENT_TIMEOUT, progress=False)
-        report["burst"] = burst.as_dict()
-        report["server_errors"] = dict(server.errors)
-        report["open_during"] = open_file_count(db)
-        phase = "shutdown"
-        report["phase"] = "shutdown"
-    report["stopped_cleanly"] = True
+    app = module.app
+    d.report.update(slow=SLOW, burst_n=BURST)
+    with d.stage("startup", limit=10, doing="starting the app (the lifespan, up to its yield)"):
+        server_cm = serve_in_thread(app, timeout_graceful_shutdown=2, ready_timeout=8)
+        server = server_cm.__enter__()
+    try:
+        with d.stage("requests", limit=35, doing="answering the checks' requests"):
+            async with httpx.AsyncClient(base_url=server.url, timeout=CLIENT_TIMEOUT,
+                                         limits=httpx.Limits(max_keepalive_connections=0)) as client:
+                start = time.perf_counter()
+                r = await client.get("/items/1")
+                d.report["single"] = {"status": r.status_code, "body": r.text[:300], "seconds": time.perf_counter() - start}
+                r = await client.get("/items/999")
+                d.report["missing"] = {"status": r.status_code, "body": r.text[:300]}
+                # Failing requests (404) in a row: a session that is never closed keeps its connection.
+                after_errors = []
+                for _ in range(3):
+                    r = await client.get("/items/998")
+                    await asyncio.sleep(0.05)
+                    after_errors.append({"status": r.status_code, "checked_out": checked_out_total()})
+                r = await client.get("/items/2")
+                d.report["after_errors"] = after_errors
+                d.report["after_errors_ok"] = {"status": r.status_code, "body": r.text[:300]}
+            await asyncio.sleep(0.05)
+            burst = await fire(server.url + "/items/3", n=BURST, concurrency=BURST, timeout=CLIENT_TIMEOUT, progress=False)
+            d.report["burst"] = burst.as_dict()
+            d.report["server_errors"] = dict(server.errors)
+            d.report["open_during"] = open_file_count(db)
+            async with httpx.AsyncClient(base_url=server.url, timeout=CLIENT_TIMEOUT) as client:
+                r = await client.get("/__course_isolation_probe")
+                d.report["isolation"] = (r.json() if r.status_code == 200 else
+                                         {"status": r.status_code, "body": r.text[:300],
+                                          "server_errors": dict(server.errors)})
+    finally:
+        with d.stage("shutdown", limit=10, doing="stopping the app (the lifespan after its yield)"):
+            server_cm.__exit__(None, None, None)
+    d.report["stopped_cleanly"] = True
     # The lifespan's shutdown has run. Whatever is still open now stays open until the process exits.
-    report["open_files_after_shutdown"] = open_file_count(db)
+    d.report["open_files_after_shutdown"] = open_file_count(db)
 
 
-def main() -> None:
-    global phase
-    app_dir = Path(sys.argv[1]).resolve()
-    tmp = tempfile.TemporaryDirectory(prefix="course-check-01-")
-    db = Path(tmp.name) / "shop.db"
+def main(d: Driver) -> None:
+    db = d.scratch / "shop.db"
     seed(db)
     os.environ["DATABASE_URL"] = f"sqlite+aiosqlite:///{db}"
     os.environ["SLOW_CALL_SECONDS"] = str(SLOW)
-    report.update(slow=SLOW, burst_n=BURST, client_timeout=CLIENT_TIMEOUT)
-    instrument()
+    instrument(d)
     try:
-        phase = "import"
-        report["phase"] = "import"
-        sys.path.insert(0, str(app_dir))
-        os.chdir(tmp.name)  # a stray relative database file lands in the temp dir
-        spec = importlib.util.spec_from_file_location("app", app_dir / "app.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["app"] = module
-        spec.loader.exec_module(module)
-        report["engines_at_import"] = [{"where": e["where"]} for e in engines]
-        app = getattr(module, "app", None)
-        if app is None and hasattr(module, "create_app"):
-            app = module.create_app()
-        report["has_app"] = app is not None
-        if app is not None:
-            asyncio.run(exercise_app(app, db))
-        report["phase"] = "done"
-    except BaseException:  # noqa: BLE001 - everything becomes part of the report
-        report["crash"] = short_error()
-        report["crash_phase"] = phase
+        with d.stage("import", limit=10, doing="importing app.py",
+                     hint="run `python -c 'import app'` in your exercise folder and read the first error."):
+            module = d.import_learner("app.py", needs="app")
+            d.report["engines_at_import"] = [{"where": e["where"]} for e in ENGINES]
+        if not callable(getattr(module, "get_session", None)):
+            raise DriverError("app.py defines no `get_session` dependency",
+                              hint="keep the name get_session: the checks open sessions through it.")
+        add_isolation_probe(module)
+        asyncio.run(exercise_app(d, module, db))
     finally:
-        report["engines"] = summary_of_engines()
-        emit_report(report)
-        tmp.cleanup()
-        os._exit(0)  # never wait for threads or connections the learner's code left behind
+        d.report["engines"] = engines_summary()
 
 
 if __name__ == "__main__":
-    main()
+    Driver.main(main)

@@ -71,6 +71,7 @@ async def test_thread_server_stops_when_the_block_raises() -> None:
     assert events == ["startup", "shutdown"] and port_is_free(server.port)
 
 
+@pytest.mark.serial  # measures latency
 @pytest.mark.asyncio
 async def test_fire_counts_statuses_errors_and_latency() -> None:
     with serve_in_thread(make_app([])) as server:

@@ -34,7 +34,7 @@ def database_url(worker_id: str, tmp_path_factory: pytest.TempPathFactory) -> st
 @pytest_asyncio.fixture(scope="session")
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_async_engine(database_url)
-    # TODO 2a: the SQLite driver recipe, so that a SAVEPOINT lives inside a real transaction:
+    # TODO 2 (first half): the SQLite driver recipe, so that a SAVEPOINT lives inside a real transaction:
     # on "connect" set the driver connection's isolation_level to None, and on "begin" emit
     # BEGIN yourself (listen on engine.sync_engine).
     async with engine.begin() as conn:
@@ -45,7 +45,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 @pytest_asyncio.fixture
 async def session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
-    # TODO 2b: a rollback per test. Open one connection, begin a transaction on it, bind the
+    # TODO 2 (second half): a rollback per test. Open one connection, begin a transaction on it, bind the
     # sessions (this one and the app's, see `client`) to that connection with
     # join_transaction_mode="create_savepoint", and roll the transaction back when the test ends.
     # As it is, what a test commits stays in the database for every later test.

@@ -13,10 +13,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from course.checking import ROOT
+from course.manifest import ROOT
 
 FIRST_NOTEBOOK = "notebooks/00_start_here.ipynb"
-BASHRC = ROOT / "course" / "lab_bashrc.sh"
+# Not for the learner's file browser: the editable install's metadata, caches.
+HIDDEN = ["__pycache__", "*.pyc", "*.pyo", ".DS_Store", "*~", "*.so", "*.dylib", "*.egg-info", ".pytest_cache"]
+# JupyterLab's "Would you like to receive official Jupyter news?" prompt comes from this plugin.
+DISABLED_PLUGINS = {"@jupyterlab/apputils-extension:announcements": True}
+BASHRC = Path(__file__).with_name("lab_bashrc.sh")
 
 
 def lab_env() -> dict[str, str]:
@@ -31,6 +35,22 @@ def lab_env() -> dict[str, str]:
     return env
 
 
+def quiet_lab_config() -> Path:
+    """Disable the news prompt for this environment (page_config.json in the venv's Jupyter config,
+    which only this course's JupyterLab reads). Idempotent."""
+    path = Path(sys.prefix) / "etc" / "jupyter" / "labconfig" / "page_config.json"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        config = {}
+    wanted = {**config.get("disabledExtensions", {}), **DISABLED_PLUGINS}
+    if config.get("disabledExtensions") != wanted:
+        config["disabledExtensions"] = wanted
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(config, indent=2))
+    return path
+
+
 def lab_command(*, port: int | None = None, token: str | None = None, open_browser: bool = True,
                 extra: list[str] | None = None) -> list[str]:
     cmd = [
@@ -40,6 +60,10 @@ def lab_command(*, port: int | None = None, token: str | None = None, open_brows
         # A login shell would reset PATH from /etc/profile; this rc file keeps the course's first.
         "--ServerApp.terminado_settings=" + json.dumps({"shell_command": ["/bin/bash", "--rcfile", str(BASHRC), "-i"]}),
         "--ServerApp.ip=127.0.0.1",
+        "--ContentsManager.hide_globs=" + json.dumps(HIDDEN),
+        # No news feed, no update check: nothing to click away before the first notebook.
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]
     if port is not None:
         cmd.append(f"--ServerApp.port={port}")
@@ -55,15 +79,17 @@ def lab_command(*, port: int | None = None, token: str | None = None, open_brows
 def start(**kwargs) -> subprocess.Popen:
     """Start JupyterLab in the background (used by the tests)."""
     log = kwargs.pop("log", subprocess.DEVNULL)
+    quiet_lab_config()
     return subprocess.Popen(lab_command(**kwargs), env=lab_env(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course.lab", description="Open JupyterLab on the course.")
+    parser = argparse.ArgumentParser(prog="python -m course.tooling.lab", description="Open JupyterLab on the course.")
     parser.add_argument("--port", type=int, default=None)
     parser.add_argument("--no-browser", action="store_true")
     args, extra = parser.parse_known_args(argv)
+    quiet_lab_config()
     cmd = lab_command(port=args.port, open_browser=not args.no_browser, extra=extra)
     print("Opening JupyterLab on the course. Stop it with Ctrl+C (twice).", flush=True)
     try:

@@ -1,16 +1,20 @@
 """Known mistakes: the reference solution with one mistake in it.
 
-``checks/mistakes/<module>/<name>/mistake.yml`` says what the mistake is, which expectations
+``checks/<module>/mistakes/<name>/mistake.yml`` says what the mistake is, which expectations
 must catch it, and how to make it from the solution (exact find/replace edits, each of which
 must match exactly once, so a mistake cannot silently stop applying when the solution changes):
 
-    summary: the engine is created at import time
-    caught_by: [test_no_engine_at_import]
+    summary: the engine is created at import time      # one line: what is wrong
+    caught_by: [test_no_engine_at_import]              # checks that must fail on it (at least one)
+    still_passes: [test_app_runs]                      # optional: checks that must still pass
     edits:
-      - file: app.py
+      - file: app.py                                   # exact text, present exactly once
         find: |
           ...
         replace: |
+          ...
+      - file: extra.py                                 # or a whole file, new or replaced
+        content: |
           ...
 """
 
@@ -22,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from course.grader import Module
+from course.manifest import Module
 
 __all__ = ["Mistake", "mistakes", "materialise"]
 
@@ -47,9 +51,9 @@ class Mistake:
 
 
 def mistakes(module: Module) -> list[Mistake]:
-    if not module.mistakes.is_dir():
+    if not module.mistakes_dir.is_dir():
         return []
-    return [Mistake(module, p.name, p) for p in sorted(module.mistakes.iterdir()) if (p / "mistake.yml").exists()]
+    return [Mistake(module, p.name, p) for p in sorted(module.mistakes_dir.iterdir()) if (p / "mistake.yml").exists()]
 
 
 def materialise(mistake: Mistake, dest: Path) -> Path:

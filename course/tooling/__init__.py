@@ -1,0 +1,2 @@
+"""What runs the course: the `course` command line, the JupyterLab launcher, the notebook
+runner and `make test`."""
