@@ -42,6 +42,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _app_line(exc: BaseException) -> str | None:
+    """The last line of the app's own code (not a library's, not the course's) in the traceback
+    of ``exc`` or of the exceptions it wraps: where a learner should look."""
+    import traceback
+
+    libraries = tuple({os.path.dirname(os.__file__), sys.prefix, sys.base_prefix, os.path.dirname(__file__)})
+    found = None
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        for frame in traceback.extract_tb(exc.__traceback__):
+            if not frame.filename.startswith(libraries) and not frame.filename.startswith("<"):
+                found = f"{Path(frame.filename).name} line {frame.lineno}" + (f": {frame.line.strip()}" if frame.line else "")
+        exc = exc.__cause__ or exc.__context__
+    return found
+
+
 class _ExceptionCollector(logging.Handler):
     """Collects the exceptions uvicorn logs (``Exception in ASGI application``)."""
 
@@ -49,6 +66,7 @@ class _ExceptionCollector(logging.Handler):
         super().__init__(level=logging.ERROR)
         self.thread_name = thread_name  # only this server's thread: two servers may run at once
         self.texts: collections.Counter[str] = collections.Counter()
+        self.where: dict[str, str] = {}  # error text -> "app.py line 42: the line" (the app's own code)
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.threadName != self.thread_name:
@@ -61,7 +79,11 @@ class _ExceptionCollector(logging.Handler):
                 if nxt is None or nxt is exc:
                     break
                 exc = nxt
-            self.texts[f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"] += 1
+            key = f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"
+            self.texts[key] += 1
+            where = _app_line(record.exc_info[1])
+            if where:
+                self.where.setdefault(key, where)
         else:
             self.texts[record.getMessage()] += 1
 
@@ -76,6 +98,14 @@ class ThreadServer:
     thread: threading.Thread
     errors: collections.Counter = field(default_factory=collections.Counter)
     """Exceptions the app raised while serving, as ``"module.Type: message" -> count``."""
+    error_lines: dict = field(default_factory=dict)
+    """For each of ``errors``: the app's own line where it was raised (``"app.py line 42: ..."``)."""
+
+    def describe_errors(self, since: collections.Counter | None = None) -> str:
+        """The server's exceptions (those after ``since``), each with the app's line: for a Got line."""
+        new = self.errors - (since or collections.Counter())
+        return "; ".join(f"{text}" + (f" ({self.error_lines[text]})" if text in self.error_lines else "")
+                         + (f" x{n}" if n > 1 else "") for text, n in new.items())
 
 
 @contextlib.contextmanager
@@ -142,7 +172,7 @@ def serve_in_thread(
                                    "(the lifespan never reached its yield)")
             time.sleep(0.005)
         yield ThreadServer(url=f"http://127.0.0.1:{port}", port=port, server=server, thread=thread,
-                           errors=collector.texts)
+                           errors=collector.texts, error_lines=collector.where)
         ok = True
     finally:
         server.should_exit = True

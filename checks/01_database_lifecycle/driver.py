@@ -11,12 +11,13 @@ still open. It never judges: the checks read the report.
 Report keys (each check names the ones it needs with ``require``):
 
     engines_at_import     [{"where"}]: engines created while app.py was imported
-    single                {"status", "body", "seconds"}: GET /items/1
-    missing               {"status", "body"}: GET /items/999
+    single                {"status", "body", "seconds", "server_error"}: GET /items/1 (status None: no answer;
+                          server_error: the server's exception with the app's line, "" if none)
+    missing               the same for GET /items/999
     after_errors          [{"status", "checked_out"}] x 3: GET /items/998, pool checked after each
-    after_errors_ok       {"status", "body"}: GET /items/2 after those
+    after_errors_ok       the same for GET /items/2 after those
     burst                 course.load.LoadResult.as_dict() of BURST concurrent GET /items/3
-    server_errors         {error text: count} the server logged during the requests
+    server_errors         the exceptions the server logged during the requests, with the app's line
     peak_open_all_engines the most connections open at once, all engines together
     isolation             {"distinct_connections", "saw_uncommitted", "hung"} for two sessions open at once
                           (or {"status", "body", "server_errors"} when that request failed)
@@ -29,6 +30,7 @@ Report keys (each check names the ones it needs with ``require``):
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import sqlite3
 import time
@@ -134,30 +136,42 @@ async def exercise_app(d: Driver, module, db: Path) -> None:
         with d.stage("requests", limit=35, doing="answering the checks' requests"):
             async with httpx.AsyncClient(base_url=server.url, timeout=CLIENT_TIMEOUT,
                                          limits=httpx.Limits(max_keepalive_connections=0)) as client:
-                start = time.perf_counter()
-                r = await client.get("/items/1")
-                d.report["single"] = {"status": r.status_code, "body": r.text[:300], "seconds": time.perf_counter() - start}
-                r = await client.get("/items/999")
-                d.report["missing"] = {"status": r.status_code, "body": r.text[:300]}
+
+                async def call(path: str) -> dict:
+                    """One request's result; a failure is recorded, never raised, with the server's own
+                    exception when there was one, so one broken request does not hide the others."""
+                    before = collections.Counter(server.errors)
+                    start = time.perf_counter()
+                    try:
+                        r = await client.get(path)
+                        result = {"status": r.status_code, "body": r.text[:300]}
+                    except httpx.HTTPError as exc:
+                        result = {"status": None, "body": f"no answer: {type(exc).__name__}: {exc}"[:300]}
+                    result["seconds"] = time.perf_counter() - start
+                    await asyncio.sleep(0.02)  # let the server log what it raised
+                    result["server_error"] = server.describe_errors(before)
+                    return result
+
+                d.report["single"] = await call("/items/1")
+                d.report["missing"] = await call("/items/999")
                 # Failing requests (404) in a row: a session that is never closed keeps its connection.
                 after_errors = []
                 for _ in range(3):
-                    r = await client.get("/items/998")
-                    await asyncio.sleep(0.05)
-                    after_errors.append({"status": r.status_code, "checked_out": checked_out_total()})
-                r = await client.get("/items/2")
+                    r = await call("/items/998")
+                    await asyncio.sleep(0.03)
+                    after_errors.append({"status": r["status"], "checked_out": checked_out_total()})
                 d.report["after_errors"] = after_errors
-                d.report["after_errors_ok"] = {"status": r.status_code, "body": r.text[:300]}
+                d.report["after_errors_ok"] = await call("/items/2")
             await asyncio.sleep(0.05)
             burst = await fire(server.url + "/items/3", n=BURST, concurrency=BURST, timeout=CLIENT_TIMEOUT, progress=False)
             d.report["burst"] = burst.as_dict()
-            d.report["server_errors"] = dict(server.errors)
+            d.report["server_errors"] = server.describe_errors()
             d.report["open_during"] = open_file_count(db)
             async with httpx.AsyncClient(base_url=server.url, timeout=CLIENT_TIMEOUT) as client:
                 r = await client.get("/__course_isolation_probe")
                 d.report["isolation"] = (r.json() if r.status_code == 200 else
                                          {"status": r.status_code, "body": r.text[:300],
-                                          "server_errors": dict(server.errors)})
+                                          "server_errors": server.describe_errors()})
     finally:
         with d.stage("shutdown", limit=10, doing="stopping the app (the lifespan after its yield)"):
             server_cm.__exit__(None, None, None)

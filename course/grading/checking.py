@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -159,6 +160,7 @@ class Driver:
         self._stage: tuple[str, float, float, str] | None = None  # name, started, limit, doing
         self._lock = threading.Lock()
         self._emitted = False
+        self.logged: list[str] = []  # ERROR log lines of this process (what uvicorn says before it exits)
 
     # stages ---------------------------------------------------------------------------------------
     @property
@@ -180,7 +182,11 @@ class Driver:
             self.fail(name, exc.kind, exc.message, exc.hint)
             raise
         except BaseException as exc:  # noqa: BLE001 - the learner's error becomes the report's
-            error = DriverError(f"{learner_error(exc, self.target)}, while {doing}", hint=hint)
+            text = learner_error(exc, self.target)
+            if isinstance(exc, SystemExit) and self.logged:
+                # uvicorn.run() exits with 1 or 3 after logging why ("address already in use").
+                text += f" after the error: {self.logged[-1]}"
+            error = DriverError(f"{text}, while {doing}", hint=hint)
             self.fail(name, "error", error.message, hint)  # the first error wins over later ones (shutdown)
             raise error from exc
         finally:
@@ -250,6 +256,7 @@ class Driver:
         scratch = Path(os.environ.get(SCRATCH_ENV) or tempfile.mkdtemp(prefix="course-driver-"))
         scratch.mkdir(parents=True, exist_ok=True)
         driver = cls(target, scratch)
+        _record_errors(driver.logged)
         threading.Thread(target=driver._watch, name="course-stage-watchdog", daemon=True).start()
         try:
             result = body(driver)
@@ -265,6 +272,21 @@ class Driver:
         finally:
             driver.emit()
             os._exit(0)
+
+
+def _record_errors(lines: list[str]) -> None:
+    """Keep the last ERROR log lines of this process, whatever logging configuration the learner's
+    code (or uvicorn.run's dictConfig, which replaces handlers) installs."""
+    original = logging.Logger.handle
+
+    def handle(self: logging.Logger, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR:
+            with contextlib.suppress(Exception):
+                lines.append(record.getMessage()[:300])
+                del lines[:-5]
+        return original(self, record)
+
+    logging.Logger.handle = handle  # type: ignore[method-assign]
 
 
 def asyncio_iscoroutine(obj: Any) -> bool:
