@@ -248,6 +248,36 @@ def test_schema_created_once(report: dict) -> None:
                 "not with a fresh database per test.", todo=2)
 
 
+def test_app_lifespan_runs_once(report: dict) -> None:
+    """The app's own lifespan runs, once per session (not state set by hand, not once per test)"""
+    run = _run(report, "normal")
+    probes = run["probes"]
+    expect(probes, called="pytest, watching the app's lifespan", expected="the run finishes and reports",
+           got=_describe(run))
+    started = probes[0]["lifespan_started"]
+    expect(started == 1,
+           called=f"pytest ({probes[0]['collected']} tests), counting how often app.router.lifespan_context is entered",
+           expected="exactly once: a session-scoped fixture enters the app's lifespan and every test shares it",
+           got=f"{started} times" + (": the app's state was set some other way (by hand?), so the app's own startup "
+                                     "code never ran in your tests" if started == 0 else
+                                     ": a lifespan (and an engine) per test" if started > 1 else ""),
+           hint="enter the lifespan the app defines (LifespanManager(app) or app.router.lifespan_context(app)) in a "
+                "session-scoped fixture; setting app.state yourself tests a startup the app never does.", todo=1)
+
+
+def test_overrides_removed(report: dict) -> None:
+    """Your fixtures leave app.dependency_overrides as they found it"""
+    run = _run(report, "normal")
+    probes = run["probes"]
+    expect(probes, called="pytest", expected="the run finishes and reports", got=_describe(run))
+    left = probes[0]["overrides_left"]
+    expect(not left, called="app.dependency_overrides after the last test and every fixture's teardown",
+           expected="empty: each fixture removes the override it set",
+           got=f"still set: {', '.join(left)}",
+           hint="an override stays on the app, which lives for the whole session; remove exactly the key you set "
+                "(pop(get_session, None)) in the fixture that set it, in a finally.", todo=1)
+
+
 def test_one_engine_for_the_session(report: dict) -> None:
     """Your suite opens one engine for the session, not one per test (that is what keeps it fast)"""
     run = _run(report, "normal")

@@ -5,14 +5,19 @@ comes from course.pytest_results).
   after the first, in reverse order: one process checks both orders.
 * Class-level SQLAlchemy events (so they see every engine the learner's conftest creates):
   connections opened and closed, CREATE TABLE statements run.
-* When the session ends (after every fixture's teardown), database files still open.
+* How many times the app's own lifespan ran (its ``lifespan_context`` is wrapped once the tests
+  are collected): state set by hand, or a lifespan per test, shows here.
+* When the session ends (after every fixture's teardown), database files still open, and the
+  overrides left in ``app.dependency_overrides``.
 
 Writes ``probe-<worker>.json`` into $COURSE04_RECORD_DIR.
 """
 
+import contextlib
 import gc
 import json
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -21,7 +26,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import Pool
 
-_counts = {"opened": 0, "closed": 0, "create_table": 0, "statements": 0}
+_counts = {"opened": 0, "closed": 0, "create_table": 0, "statements": 0, "lifespan_started": 0}
 _lock = threading.Lock()
 
 
@@ -58,6 +63,27 @@ def pytest_collection_modifyitems(session, config, items):
     items[:] = first + second[::-1]
 
 
+def _app():
+    module = sys.modules.get("app")
+    return getattr(module, "app", None)
+
+
+def pytest_collection_finish(session):
+    app = _app()
+    if app is None:
+        return
+    original = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def counted(a):
+        async with original(a) as state:
+            with _lock:
+                _counts["lifespan_started"] += 1
+            yield state
+
+    app.router.lifespan_context = counted
+
+
 def _open_db_files() -> list[str]:
     paths = []
     for fd in os.listdir("/proc/self/fd"):
@@ -80,5 +106,6 @@ def pytest_sessionfinish(session, exitstatus):
     worker = os.environ.get("PYTEST_XDIST_WORKER", "master")
     data = dict(_counts, worker=worker, open_db_files=len(_open_db_files()),
                 driver_threads=sum(1 for t in threading.enumerate() if "_connection_worker_thread" in t.name),
-                collected=session.testscollected)
+                collected=session.testscollected,
+                overrides_left=[getattr(k, "__name__", repr(k)) for k in getattr(_app(), "dependency_overrides", {})])
     (Path(folder) / f"probe-{worker}.json").write_text(json.dumps(data))
