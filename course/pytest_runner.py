@@ -188,9 +188,9 @@ class PytestProcess:
     """A pytest run under way. ``wait()`` returns its :class:`SuiteRun` and removes the scratch folder."""
 
     def __init__(self, args: list[str], *, cwd: Path, env: Mapping[str, str], timeout: float, scratch: Path | None,
-                 stream: bool) -> None:
+                 stream: bool, results_dir: str | os.PathLike | None = None) -> None:
         self.args, self.cwd, self.timeout, self.scratch = args, cwd, timeout, scratch
-        self._results_dir = Path(tempfile.mkdtemp(prefix="course-pytest-", dir=SCRATCH))
+        self._results_dir = Path(tempfile.mkdtemp(prefix="course-pytest-", dir=results_dir or SCRATCH))
         self.results = self._results_dir / "results.json"
         self._output = self._results_dir / "output.txt"
         cmd = [sys.executable, "-m", "pytest", "-p", "course.pytest_results", "--course-results", str(self.results),
@@ -244,11 +244,12 @@ class PytestProcess:
 def start_pytest(*args: str, files: Mapping[str, str | os.PathLike] | None = None,
                  ini: Mapping[str, Any] | None = None, cwd: str | os.PathLike | None = None,
                  env: Mapping[str, str] | None = None, drop_env: Iterable[str] = (), timeout: float = 60.0,
-                 prefix: str = "course-run-", stream: bool = False) -> PytestProcess:
+                 prefix: str = "course-run-", stream: bool = False,
+                 scratch_dir: str | os.PathLike | None = None) -> PytestProcess:
     """Start pytest without waiting (several runs at once); see :func:`run_pytest`."""
     scratch = None
     if files is not None:
-        scratch = Path(tempfile.mkdtemp(prefix=prefix, dir=SCRATCH))
+        scratch = Path(tempfile.mkdtemp(prefix=prefix, dir=scratch_dir or SCRATCH))
         try:
             for name, source in files.items():
                 dest = scratch / name
@@ -269,22 +270,24 @@ def start_pytest(*args: str, files: Mapping[str, str | os.PathLike] | None = Non
         raise ValueError("ini= needs files= (a scratch folder to write pytest.ini into)")
     folder = scratch if scratch is not None else Path(cwd or os.getcwd())
     return PytestProcess(list(args), cwd=folder, env=clean_env(env, drop_env), timeout=timeout, scratch=scratch,
-                         stream=stream)
+                         stream=stream, results_dir=scratch_dir)
 
 
 def run_pytest(*args: str, files: Mapping[str, str | os.PathLike] | None = None, ini: Mapping[str, Any] | None = None,
                cwd: str | os.PathLike | None = None, env: Mapping[str, str] | None = None, drop_env: Iterable[str] = (),
-               timeout: float = 60.0, prefix: str = "course-run-", stream: bool = False) -> SuiteRun:
+               timeout: float = 60.0, prefix: str = "course-run-", stream: bool = False,
+               scratch_dir: str | os.PathLike | None = None) -> SuiteRun:
     """Run ``python -m pytest *args`` and return what happened to each test.
 
     ``files``: name in the scratch folder -> a file or folder to copy there (then pytest runs
     there and ``ini`` becomes its ``pytest.ini``); otherwise pytest runs in ``cwd``. ``env`` adds
     variables, ``drop_env`` removes more prefixes. ``timeout``: seconds for the whole run, after
     which its process group is stopped and ``timed_out`` is set (it does not raise). ``stream``:
-    pytest writes to this process's stdout instead of a file (``make test``).
+    pytest writes to this process's stdout instead of a file (``make test``). ``scratch_dir``: where
+    the scratch folder goes (default: SCRATCH), e.g. a driver's own folder, removed with it.
     """
     return start_pytest(*args, files=files, ini=ini, cwd=cwd, env=env, drop_env=drop_env, timeout=timeout,
-                        prefix=prefix, stream=stream).wait()
+                        prefix=prefix, stream=stream, scratch_dir=scratch_dir).wait()
 
 
 async def arun_pytest(*args: str, **kwargs: Any) -> SuiteRun:

@@ -333,7 +333,10 @@ def run_driver(driver: str | os.PathLike, target: str | os.PathLike, *, timeout:
     its scratch folder is removed.
     """
     marker = uuid.uuid4().hex
-    scratch = Path(tempfile.mkdtemp(prefix="course-check-"))
+    from course.pytest_runner import SCRATCH
+
+    # In memory where there is one (/dev/shm): a commit on a busy disk can take 50 ms.
+    scratch = Path(tempfile.mkdtemp(prefix="course-check-", dir=SCRATCH))
     logs = Path(tempfile.mkdtemp(prefix="course-driver-log-"))
     full_env = {**os.environ, **(env or {}), RUN_MARKER_ENV: marker, SCRATCH_ENV: str(scratch),
                 "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
