@@ -149,7 +149,13 @@ class SuiteRun:
     def __str__(self) -> str:
         counts = ", ".join(f"{v} {k}" for k, v in self.counts.items() if v) or "no tests"
         state = "stopped at the timeout" if self.timed_out else f"exit code {self.returncode}"
-        head = f"pytest {' '.join(self.args)}".rstrip() + f"  ->  {state}, {counts} ({self.seconds:.1f} s)"
+        shown, skip = [], False
+        for arg in self.args:  # the scratch folder's --basetemp says nothing to a reader
+            if skip or arg == "--basetemp":
+                skip = not skip
+                continue
+            shown.append(arg)
+        head = f"pytest {' '.join(shown)}".rstrip() + f"  ->  {state}, {counts} ({self.seconds:.1f} s)"
         width = max((len(t.name) for t in self.tests), default=0)
         lines = [head]
         for t in self.tests:

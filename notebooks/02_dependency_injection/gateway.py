@@ -3,7 +3,9 @@
 * ``leaky_app``        builds a new ``httpx.AsyncClient`` per request and never closes it;
 * ``per_request_app``  builds a new client per request and closes it (``async with``);
 * ``shared_app``       builds one client in ``lifespan``, closes it on shutdown, and hands it
-                       to endpoints through the ``get_client`` dependency.
+                       to endpoints through the ``get_client`` dependency;
+* ``cached_app``       builds one client the first time ``get_cached_client()`` is called
+                       (``functools.lru_cache``) and never closes it.
 
 The upstream's address comes from the environment: ``GATEWAY_UPSTREAM_URL``.
 """
@@ -80,4 +82,19 @@ shared_app = FastAPI(lifespan=lifespan)
 
 @shared_app.get("/quote/{symbol}")
 async def shared_quote(symbol: str, client: Annotated[httpx.AsyncClient, Depends(get_client)]) -> dict:
+    return answer(await client.get(f"/prices/{symbol}"))
+
+
+# --- 4. one client, cached with lru_cache: built once, closed by nobody ---------------------
+@lru_cache
+def get_cached_client() -> httpx.AsyncClient:
+    settings = get_settings()
+    return httpx.AsyncClient(base_url=settings.upstream_url, timeout=settings.upstream_timeout)
+
+
+cached_app = FastAPI()
+
+
+@cached_app.get("/quote/{symbol}")
+async def cached_quote(symbol: str, client: Annotated[httpx.AsyncClient, Depends(get_cached_client)]) -> dict:
     return answer(await client.get(f"/prices/{symbol}"))
