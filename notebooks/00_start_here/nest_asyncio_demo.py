@@ -9,9 +9,11 @@ async def answer() -> int:
 
 async def cell() -> None:
     # Inside a running event loop, like a notebook cell.
+    coroutine = answer()
     try:
-        asyncio.run(answer())
+        asyncio.run(coroutine)
     except RuntimeError as exc:
+        coroutine.close()  # refused, never started: close it (no "never awaited" warning)
         print("before apply():", exc)
 
     import nest_asyncio

@@ -1,6 +1,6 @@
 """Anti-pattern: a raw aiosqlite connection kept in a global and never closed.
 
-Run as a script: python raw_connection_global.py  (CLOSE=1 closes it, the fix).
+Run as a script: DB_PATH=shop.db python raw_connection_global.py  (CLOSE=1 closes it: the fix).
 """
 
 import asyncio
@@ -8,18 +8,15 @@ import os
 
 import aiosqlite
 
-DB_PATH = os.environ["DB_PATH"]
-CLOSE = os.environ.get("CLOSE") == "1"
-
 conn: aiosqlite.Connection | None = None  # "opened once, reused everywhere"
 
 
 async def main() -> None:
     global conn
-    conn = await aiosqlite.connect(DB_PATH)  # starts a (non-daemon) worker thread
+    conn = await aiosqlite.connect(os.environ["DB_PATH"])  # starts a (non-daemon) worker thread
     async with conn.execute("SELECT count(*) FROM items") as cursor:
         print("items:", (await cursor.fetchone())[0])
-    if CLOSE:
+    if os.environ.get("CLOSE") == "1":
         await conn.close()  # stops the worker thread
 
 

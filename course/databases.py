@@ -1,0 +1,95 @@
+"""Throwaway databases for lessons: is PostgreSQL here, and a sandbox role that is always dropped.
+
+    from course.databases import postgres_available, pg_sandbox, role_connections
+
+    if postgres_available():
+        async with pg_sandbox("course01") as pg:      # a login role and a database it owns
+            await pg.admin.execute(f'ALTER ROLE "{pg.role}" CONNECTION LIMIT 20')
+            ...                                    # run an app against pg.url
+            await role_connections(pg)             # what PostgreSQL counts for that role
+
+Limits are set on the throwaway role (``ALTER ROLE ... CONNECTION LIMIT``, ``ALTER ROLE ... SET
+idle_session_timeout``), never on the shared server, and the role and its database are dropped
+when the block ends, also when it fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import types
+from typing import Any, AsyncIterator
+
+__all__ = ["PG_ADMIN", "postgres_available", "pg_sandbox", "role_connections", "wait_for_role_connections"]
+
+PG_ADMIN: dict[str, Any] = dict(host="127.0.0.1", port=5432, user="postgres", database="postgres")
+"""The course's PostgreSQL: 127.0.0.1:5432, user postgres, trust authentication."""
+
+
+async def postgres_available(*, require_env: str = "COURSE_REQUIRE_POSTGRES", timeout: float = 3.0) -> bool:
+    """True if PostgreSQL answers at ``PG_ADMIN``; prints its version or why the section is skipped.
+
+    When the environment variable ``require_env`` is ``"1"`` (CI sets it), an unreachable server
+    raises ``RuntimeError`` instead of returning False: skipping is then an error.
+    """
+    import asyncpg
+
+    try:
+        probe = await asyncpg.connect(**PG_ADMIN, timeout=timeout)
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+        where = f"{PG_ADMIN['host']}:{PG_ADMIN['port']}"
+        if os.environ.get(require_env) == "1":
+            raise RuntimeError(f"{require_env}=1 but PostgreSQL is not reachable at {where}") from exc
+        print(f"PostgreSQL is not reachable at {where} ({exc!r}).\n"
+              "This section is skipped. Start PostgreSQL and run it again to see it.")
+        return False
+    try:
+        print("PostgreSQL", await probe.fetchval("SHOW server_version"))
+    finally:
+        await probe.close()
+    return True
+
+
+@contextlib.asynccontextmanager
+async def pg_sandbox(prefix: str = "course") -> AsyncIterator[types.SimpleNamespace]:
+    """A throwaway login role and a database it owns, both named ``<prefix>_<pid>``.
+
+    Yields ``admin`` (an asyncpg connection as postgres), ``role`` (the name) and ``url`` (a
+    SQLAlchemy ``postgresql+asyncpg://`` URL that logs in as the role). Both are dropped on exit,
+    also on failure (``DROP DATABASE ... WITH (FORCE)`` ends the role's sessions first).
+    """
+    import asyncpg
+
+    name = f"{prefix}_{os.getpid()}"
+    admin = await asyncpg.connect(**PG_ADMIN, timeout=5)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # left by a killed kernel
+        await admin.execute(f'DROP ROLE IF EXISTS "{name}"')
+        await admin.execute(f'CREATE ROLE "{name}" LOGIN')
+        await admin.execute(f'CREATE DATABASE "{name}" OWNER "{name}"')
+        yield types.SimpleNamespace(admin=admin, role=name,
+                                    url=f"postgresql+asyncpg://{name}@{PG_ADMIN['host']}:{PG_ADMIN['port']}/{name}")
+    finally:
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.execute(f'DROP ROLE IF EXISTS "{name}"')
+        finally:
+            await admin.close()
+
+
+async def role_connections(pg: types.SimpleNamespace) -> int:
+    """How many server processes the sandbox role has right now (PostgreSQL's ``pg_stat_activity``)."""
+    return await pg.admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE usename = $1", pg.role)
+
+
+async def wait_for_role_connections(pg: types.SimpleNamespace, expected: int = 0, *, timeout: float = 5.0) -> int:
+    """Poll ``role_connections`` until it equals ``expected`` or ``timeout`` passes; returns the last count.
+
+    A server that has just stopped closes its connections, but PostgreSQL's view lags a moment.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (count := await role_connections(pg)) != expected and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    return count
