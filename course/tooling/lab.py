@@ -52,10 +52,10 @@ def quiet_lab_config() -> Path:
 
 
 def lab_command(*, port: int | None = None, token: str | None = None, open_browser: bool = True,
-                extra: list[str] | None = None) -> list[str]:
+                extra: list[str] | None = None, root_dir: Path = ROOT) -> list[str]:
     cmd = [
         sys.executable, "-m", "jupyter", "lab",
-        f"--ServerApp.root_dir={ROOT}",
+        f"--ServerApp.root_dir={root_dir}",
         f"--LabApp.default_url=/lab/tree/{FIRST_NOTEBOOK}",
         # A login shell would reset PATH from /etc/profile; this rc file keeps the course's first.
         "--ServerApp.terminado_settings=" + json.dumps({"shell_command": ["/bin/bash", "--rcfile", str(BASHRC), "-i"]}),

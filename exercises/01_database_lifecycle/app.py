@@ -6,8 +6,9 @@ Read README.md, fix the three TODOs, then run `course check 01`.
 
 import asyncio
 import os
+from typing import Annotated
 
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Path
 from pydantic import BaseModel
 from sqlalchemy import String
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
@@ -36,6 +37,11 @@ class Quote(BaseModel):
     shipping_cents: int
 
 
+# An id in the URL is positive and fits SQLite's 8-byte INTEGER: a larger one would make the
+# driver raise OverflowError (a 500). Out of range is bad input, answered with a 422.
+ItemId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
 async def quote_shipping(price_cents: int) -> int:
     """Stands in for an HTTP call to a shipping partner: slow, and no database needed."""
     await asyncio.sleep(SLOW_CALL_SECONDS)
@@ -59,7 +65,7 @@ async def get_session():
 
 
 @app.get("/items/{item_id}", response_model=Quote)
-async def read_item(item_id: int, session: AsyncSession = Depends(get_session)) -> Quote:
+async def read_item(item_id: ItemId, session: AsyncSession = Depends(get_session)) -> Quote:
     item = await session.get(Item, item_id)
     if item is None:
         raise HTTPException(status_code=404, detail=f"item {item_id} not found")

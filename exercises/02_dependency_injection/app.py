@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, AsyncIterator
 
 import httpx
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Request
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import String, func, select
@@ -95,6 +95,12 @@ class OrderIn(BaseModel):
     quantity: int = Field(gt=0)
 
 
+# A symbol in the URL is checked like OrderIn.symbol before it goes into the upstream's URL:
+# a control character there makes httpx raise InvalidURL (a 500), "/" or ".." would reach
+# another path of the upstream. Bad input is answered with a 422.
+Symbol = Annotated[str, Path(min_length=1, max_length=12, pattern=r"^[A-Z]+$")]
+
+
 async def fetch_price(client: httpx.AsyncClient, symbol: str) -> float:
     """Ask the upstream; its failures become 404 or 502, never a 500."""
     try:
@@ -111,7 +117,7 @@ async def fetch_price(client: httpx.AsyncClient, symbol: str) -> float:
 # TODO 4: the endpoints read the globals `settings` and `client`. Take them as parameters
 #         instead, Depends(get_settings) and Depends(get_client), so a test can override them.
 @app.get("/prices/{symbol}")
-async def get_price(symbol: str) -> dict:
+async def get_price(symbol: Symbol) -> dict:
     return {"symbol": symbol, "price": await fetch_price(client, symbol)}
 
 

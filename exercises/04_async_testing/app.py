@@ -12,7 +12,7 @@ import os
 from contextlib import asynccontextmanager
 from typing import Annotated, AsyncIterator
 
-from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Path, Request, Response
 from pydantic import BaseModel, Field, HttpUrl
 from sqlalchemy import String, select, text
 from sqlalchemy.exc import IntegrityError
@@ -72,6 +72,9 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# An id in the URL is positive and fits SQLite's 8-byte INTEGER: a larger one would make the
+# driver raise OverflowError (a 500). Out of range is bad input, answered with a 422.
+BookmarkId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 @app.get("/health")
@@ -99,7 +102,7 @@ async def list_bookmarks(session: SessionDep) -> list[Bookmark]:
 
 
 @app.get("/bookmarks/{bookmark_id}", response_model=BookmarkOut)
-async def get_bookmark(bookmark_id: int, session: SessionDep) -> Bookmark:
+async def get_bookmark(bookmark_id: BookmarkId, session: SessionDep) -> Bookmark:
     bookmark = await session.get(Bookmark, bookmark_id)
     if bookmark is None:
         raise HTTPException(404, f"no bookmark {bookmark_id}")
@@ -107,7 +110,7 @@ async def get_bookmark(bookmark_id: int, session: SessionDep) -> Bookmark:
 
 
 @app.delete("/bookmarks/{bookmark_id}", status_code=204)
-async def delete_bookmark(bookmark_id: int, session: SessionDep) -> Response:
+async def delete_bookmark(bookmark_id: BookmarkId, session: SessionDep) -> Response:
     bookmark = await session.get(Bookmark, bookmark_id)
     if bookmark is None:
         raise HTTPException(404, f"no bookmark {bookmark_id}")

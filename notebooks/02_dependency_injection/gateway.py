@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Annotated, AsyncIterator
 
 import httpx
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Request
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -31,6 +31,9 @@ def get_settings() -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+# Checked before it goes into the upstream's URL: a control character would make httpx raise
+# InvalidURL (a 500), and "/" or ".." would reach another path of the upstream.
+Symbol = Annotated[str, Path(pattern=r"^[A-Z]{1,12}$")]
 
 
 def answer(response: httpx.Response) -> dict:
@@ -46,7 +49,7 @@ leaky_app = FastAPI()
 
 
 @leaky_app.get("/quote/{symbol}")
-async def leaky_quote(symbol: str, settings: SettingsDep) -> dict:
+async def leaky_quote(symbol: Symbol, settings: SettingsDep) -> dict:
     client = httpx.AsyncClient(base_url=settings.upstream_url, timeout=settings.upstream_timeout)
     return answer(await client.get(f"/prices/{symbol}"))
 
@@ -56,7 +59,7 @@ per_request_app = FastAPI()
 
 
 @per_request_app.get("/quote/{symbol}")
-async def per_request_quote(symbol: str, settings: SettingsDep) -> dict:
+async def per_request_quote(symbol: Symbol, settings: SettingsDep) -> dict:
     async with httpx.AsyncClient(base_url=settings.upstream_url, timeout=settings.upstream_timeout) as client:
         return answer(await client.get(f"/prices/{symbol}"))
 
@@ -81,7 +84,7 @@ shared_app = FastAPI(lifespan=lifespan)
 
 
 @shared_app.get("/quote/{symbol}")
-async def shared_quote(symbol: str, client: Annotated[httpx.AsyncClient, Depends(get_client)]) -> dict:
+async def shared_quote(symbol: Symbol, client: Annotated[httpx.AsyncClient, Depends(get_client)]) -> dict:
     return answer(await client.get(f"/prices/{symbol}"))
 
 
@@ -96,5 +99,5 @@ cached_app = FastAPI()
 
 
 @cached_app.get("/quote/{symbol}")
-async def cached_quote(symbol: str, client: Annotated[httpx.AsyncClient, Depends(get_cached_client)]) -> dict:
+async def cached_quote(symbol: Symbol, client: Annotated[httpx.AsyncClient, Depends(get_cached_client)]) -> dict:
     return answer(await client.get(f"/prices/{symbol}"))

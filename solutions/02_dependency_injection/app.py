@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Annotated, AsyncIterator
 
 import httpx
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Request
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import String, func, select
@@ -89,6 +89,12 @@ class OrderIn(BaseModel):
     quantity: int = Field(gt=0)
 
 
+# A symbol in the URL is checked like OrderIn.symbol before it goes into the upstream's URL:
+# a control character there makes httpx raise InvalidURL (a 500), "/" or ".." would reach
+# another path of the upstream. Bad input is answered with a 422.
+Symbol = Annotated[str, Path(min_length=1, max_length=12, pattern=r"^[A-Z]+$")]
+
+
 async def fetch_price(client: httpx.AsyncClient, symbol: str) -> float:
     """Ask the upstream; its failures become 404 or 502, never a 500."""
     try:
@@ -103,7 +109,7 @@ async def fetch_price(client: httpx.AsyncClient, symbol: str) -> float:
 
 
 @app.get("/prices/{symbol}")
-async def get_price(symbol: str, client: ClientDep) -> dict:
+async def get_price(symbol: Symbol, client: ClientDep) -> dict:
     return {"symbol": symbol, "price": await fetch_price(client, symbol)}
 
 
