@@ -1,7 +1,8 @@
-"""Course-level tests: timings recorded for the table `make test` prints at the end.
+"""pytest plugin (pyproject.toml's addopts): the ``record_time`` fixture for the course's own tests.
 
 Tests run in several processes (pytest-xdist), so each timing is appended to the file named by
-``COURSE_TIMINGS`` (set by course.tooling.testrun); run alone, pytest prints its own table."""
+``COURSE_TIMINGS`` (set by course.tooling.testrun, which prints the table at the end of
+``make test``); without it, pytest prints its own table."""
 
 from __future__ import annotations
 
