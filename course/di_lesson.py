@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import json
 import os
@@ -26,23 +25,9 @@ from types import ModuleType
 from typing import Any, Callable, Iterator
 
 import httpx
+from course.harness import patched_env  # one implementation, re-exported for notebook 02
 
 __all__ = ["patched_env", "run_script", "arun_script", "edited_copy", "order_story"]
-
-
-@contextlib.contextmanager
-def patched_env(**values: str) -> Iterator[None]:
-    """Set environment variables for the block, then put back what was there."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def run_script(script: str | os.PathLike, *args: str, timeout: float = 60.0) -> dict[str, Any]:

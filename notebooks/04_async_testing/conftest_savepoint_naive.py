@@ -48,8 +48,8 @@ async def session(connection):
 async def started_app(database_url):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DATABASE_URL", database_url)
-        async with LifespanManager(app):
-            yield app
+        async with LifespanManager(app) as manager:
+            yield manager.app
 
 
 @pytest_asyncio.fixture
@@ -62,6 +62,8 @@ async def client(started_app, connection):
             yield s
 
     app.dependency_overrides[get_session] = session_in_test_transaction
-    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as c:
-        yield c
-    app.dependency_overrides.clear()
+    try:
+        async with AsyncClient(transport=ASGITransport(app=started_app), base_url="http://test") as c:
+            yield c
+    finally:
+        app.dependency_overrides.pop(get_session, None)  # remove our override only (module 02)

@@ -1,5 +1,7 @@
 """One app for the whole session: its lifespan (and so its engine) starts once."""
 
+import os
+
 import pytest
 import pytest_asyncio
 from asgi_lifespan import LifespanManager
@@ -8,12 +10,17 @@ from httpx import ASGITransport, AsyncClient
 from app import app
 
 
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):  # TEST_DATABASE_URL: another database (the notebook's PostgreSQL run)
+    return os.environ.get("TEST_DATABASE_URL") or f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def started_app(tmp_path_factory):
+async def started_app(database_url):
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}")
-        async with LifespanManager(app):
-            yield app
+        mp.setenv("DATABASE_URL", database_url)
+        async with LifespanManager(app) as manager:
+            yield manager.app
 
 
 @pytest_asyncio.fixture
