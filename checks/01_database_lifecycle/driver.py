@@ -17,6 +17,8 @@ Report keys (each check names the ones it needs with ``require``):
     after_errors          [{"status", "checked_out"}] x 3: GET /items/998, pool checked after each
     after_errors_ok       the same for GET /items/2 after those
     burst                 course.load.LoadResult.as_dict() of BURST concurrent GET /items/3
+    slow_calls            {"calls", "holding"}: calls to quote_shipping up to the end of the burst, and how many
+                          were made while that request held a database connection
     server_errors         the exceptions the server logged during the requests, with the app's line
     peak_open_all_engines the most connections open at once, all engines together
     isolation             {"distinct_connections", "saw_uncommitted", "hung"} for two sessions open at once
@@ -41,16 +43,47 @@ from pathlib import Path
 from course.grading.checking import Driver, DriverError
 
 SLOW = 0.2          # seconds the app's "shipping partner" takes in the checks
-BURST = 50          # concurrent requests
+BURST = 20          # concurrent requests: 10x the pool, and a machine under load still serves them in time
 CLIENT_TIMEOUT = 8  # seconds a client waits for an answer
 
 ENGINES: list[dict] = []
+HOLDERS: dict = {}  # asyncio task -> connections it has checked out from any engine
+SLOW_CALLS = {"calls": 0, "holding": 0}  # calls to quote_shipping, and those made while holding a connection
+
+
+def _current_task():
+    import asyncio
+
+    try:
+        return asyncio.current_task()
+    except RuntimeError:
+        return None
+
+
+def watch_slow_call(module) -> None:
+    """Wrap the app's quote_shipping: does the request still hold a database connection while it
+    waits for the slow partner? (A count names the cause; a latency limit depends on the machine.)"""
+    original = getattr(module, "quote_shipping", None)
+    if original is None:
+        return
+
+    async def quote_shipping(*args, **kwargs):
+        SLOW_CALLS["calls"] += 1
+        if HOLDERS.get(_current_task()):
+            SLOW_CALLS["holding"] += 1
+        return await original(*args, **kwargs)
+
+    module.quote_shipping = quote_shipping
 
 
 def seed(db: Path) -> None:
-    with sqlite3.connect(db) as conn:
-        conn.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name VARCHAR(100) NOT NULL, price_cents INTEGER NOT NULL)")
-        conn.executemany("INSERT INTO items VALUES (?, ?, ?)", [(1, "kettle", 3900), (2, "lamp", 8900), (3, "mug", 1200)])
+    conn = sqlite3.connect(db)
+    try:
+        with conn:  # commits; it does not close (and the driver runs without garbage collection)
+            conn.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name VARCHAR(100) NOT NULL, price_cents INTEGER NOT NULL)")
+            conn.executemany("INSERT INTO items VALUES (?, ?, ?)", [(1, "kettle", 3900), (2, "lamp", 8900), (3, "mug", 1200)])
+    finally:
+        conn.close()
 
 
 def instrument(d: Driver) -> None:
@@ -69,6 +102,19 @@ def instrument(d: Driver) -> None:
         where = f"{Path(frames[-1].filename).name} line {frames[-1].lineno}: {frames[-1].line}" if frames else "outside your files"
         counter = ConnectionCounter(engine)
         ENGINES.append({"engine": engine, "stage": d.current_stage, "where": where, "counter": counter})
+
+        def checked_out(*_args) -> None:  # which request (task) holds a connection right now
+            task = _current_task()
+            if task is not None:
+                HOLDERS[task] = HOLDERS.get(task, 0) + 1
+
+        def checked_in(*_args) -> None:
+            task = _current_task()
+            if task is not None and HOLDERS.get(task):
+                HOLDERS[task] -= 1
+
+        event.listen(engine.sync_engine, "checkout", checked_out)
+        event.listen(engine.sync_engine, "checkin", checked_in)
 
         def track_global_peak(*_args) -> None:  # registered after the counter's own listener
             d.report["peak_open_all_engines"] = max(d.report.get("peak_open_all_engines", 0),
@@ -166,6 +212,7 @@ async def exercise_app(d: Driver, module, db: Path) -> None:
             await asyncio.sleep(0.05)
             burst = await fire(server.url + "/items/3", n=BURST, concurrency=BURST, timeout=CLIENT_TIMEOUT, progress=False)
             d.report["burst"] = burst.as_dict()
+            d.report["slow_calls"] = dict(SLOW_CALLS)
             d.report["server_errors"] = server.describe_errors()
             d.report["open_during"] = open_file_count(db)
             async with httpx.AsyncClient(base_url=server.url, timeout=CLIENT_TIMEOUT) as client:
@@ -200,6 +247,7 @@ def main(d: Driver) -> None:
             raise DriverError("app.py defines no `get_session` dependency",
                               hint="keep the name get_session: the checks open sessions through it.")
         add_isolation_probe(module)
+        watch_slow_call(module)
         asyncio.run(exercise_app(d, module, db))
     finally:
         d.report["engines"] = engines_summary()

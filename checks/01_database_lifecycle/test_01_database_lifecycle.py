@@ -14,7 +14,6 @@ from course.grading.checking import expect, nothing_left_running, require, run_d
 
 MODULE = "01_database_lifecycle"
 DRIVER = Path(__file__).with_name("driver.py")
-LATENCY_BUDGET = 1.0  # seconds above the slow call that the slowest request may take under the burst
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +85,7 @@ def test_sessions_closed_after_failed_requests(report: dict) -> None:
 
 
 def test_no_errors_under_load(report: dict) -> None:
-    """50 concurrent requests all succeed with a pool of 2"""
+    """20 concurrent requests all succeed with a pool of 2"""
     require(report, "burst")
     burst = report["burst"]
     errors = report.get("server_errors") or "none logged"
@@ -96,19 +95,20 @@ def test_no_errors_under_load(report: dict) -> None:
                 "session give its connection back?", todo=3)
 
 
-def test_latency_under_load(report: dict) -> None:
-    """Under the burst, every request is answered without waiting in a queue for a connection"""
-    burst, slow = require(report, "burst"), report["slow"]
-    budget = slow + LATENCY_BUDGET
-    # A request that failed or timed out counts as slow, not as absent: p95 over all of them.
-    failed = burst["n"] - burst["ok"]
-    expect(failed == 0 and burst["p95"] <= budget,
-           called=f"{burst['n']} concurrent GET /items/3 (partner takes {slow} s)",
-           expected=f"all {burst['n']} answered with 200, p95 latency at most {budget:.1f} s (the slow call plus a little)",
-           got=f"{failed} of {burst['n']} not answered with 200; of those answered: p50 {burst['p50']:.2f} s, "
-               f"p95 {burst['p95']:.2f} s, max {burst['max']:.2f} s",
+def test_connection_free_during_slow_call(report: dict) -> None:
+    """No request holds a database connection while it waits for the slow partner"""
+    burst, calls = require(report, "burst", "slow_calls")
+    slow = report["slow"]
+    expect(calls["calls"] > 0 and calls["holding"] == 0,
+           called=f"GET /items/1, /items/2 and {burst['n']} concurrent GET /items/3, watching the pool while "
+                  f"quote_shipping() runs ({slow} s each)",
+           expected="0 calls to quote_shipping() made while the request holds a pooled connection",
+           got=(f"{calls['holding']} of {calls['calls']} calls held a connection the whole time; under the burst: "
+                f"p50 {burst['p50']:.2f} s, max {burst['max']:.2f} s" if calls["calls"] else
+                "quote_shipping() was never called (the requests failed before it)"),
            hint="a longer pool_timeout turns errors into waiting: the requests queue for the 2 connections. "
-                "Fix the cause: hold the connection only while you use the database.", todo=3)
+                "Fix the cause: the connection goes back to the pool when the session's transaction ends or the "
+                "session closes.", todo=3)
 
 
 def test_pool_budget_respected(report: dict) -> None:
