@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import os
 import types
+import uuid
 from typing import Any, AsyncIterator
 
 __all__ = ["PG_ADMIN", "postgres_available", "pg_sandbox", "role_connections", "wait_for_role_connections"]
@@ -53,7 +54,8 @@ async def postgres_available(*, require_env: str = "COURSE_REQUIRE_POSTGRES", ti
 
 @contextlib.asynccontextmanager
 async def pg_sandbox(prefix: str = "course") -> AsyncIterator[types.SimpleNamespace]:
-    """A throwaway login role and a database it owns, both named ``<prefix>_<pid>``.
+    """A throwaway login role and a database it owns, both named ``<prefix>_<random>``: unique even
+    when learners in separate containers share one PostgreSQL server.
 
     Yields ``admin`` (an asyncpg connection as postgres), ``role`` (the name) and ``url`` (a
     SQLAlchemy ``postgresql+asyncpg://`` URL that logs in as the role). Both are dropped on exit,
@@ -61,11 +63,9 @@ async def pg_sandbox(prefix: str = "course") -> AsyncIterator[types.SimpleNamesp
     """
     import asyncpg
 
-    name = f"{prefix}_{os.getpid()}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(**PG_ADMIN, timeout=5)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # left by a killed kernel
-        await admin.execute(f'DROP ROLE IF EXISTS "{name}"')
         await admin.execute(f'CREATE ROLE "{name}" LOGIN')
         await admin.execute(f'CREATE DATABASE "{name}" OWNER "{name}"')
         yield types.SimpleNamespace(admin=admin, role=name,
