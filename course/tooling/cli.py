@@ -122,7 +122,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     print(f"Watching {rel}/ : save a file to grade it again. Ctrl-C to stop.", flush=True)
 
     def state() -> dict[str, float]:
-        return {str(p): p.stat().st_mtime_ns for p in _files(m.exercise)}
+        return {str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in _files(m.exercise)}
 
     seen, runs = None, 0
     try:
@@ -138,7 +138,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
                     print(f"\nModule {m.number} passes. `course list` shows what is next.", flush=True)
                 if args.exit_after and runs >= args.exit_after:
                     return 0 if g.passed else 1
-                seen = state()  # grading may have touched nothing, but re-read to be sure
+                # `seen` stays the state from before this grading: a file saved while it ran is graded next.
             time.sleep(args.interval)
     except KeyboardInterrupt:
         print("\nStopped watching.")
