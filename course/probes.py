@@ -12,6 +12,7 @@ from typing import Any
 import psutil
 
 __all__ = [
+    "processes_with_env",
     "pool_status", "ConnectionCounter", "open_files", "open_file_count", "tcp_connections",
     "peak_rss_mib", "MemorySampler",
 ]
@@ -168,3 +169,16 @@ class MemorySampler:
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
         self._thread.join(5)
+
+
+def processes_with_env(name: str, value: str) -> list[psutil.Process]:
+    """Live processes whose environment has ``name=value``: everything started under a marker (a
+    notebook's kernel, a driver, a workshop learner) inherits it, detached or not."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get(name) == value and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found

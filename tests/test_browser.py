@@ -25,7 +25,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from course.server import free_port, stop_process
@@ -67,19 +66,6 @@ def start_lab(root_dir: Path, port: int, token: str, log) -> subprocess.Popen:
                      extra=["--LabApp.expose_app_in_browser=True"])
 
 
-def wait_ready(proc: subprocess.Popen, base: str, token: str, log_path: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        assert proc.poll() is None, f"JupyterLab exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}"
-        try:
-            if httpx.get(f"{base}/api/status", params={"token": token}, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, f"JupyterLab not ready in {timeout:g} s:\n{log_path.read_text()[-3000:]}"
-        time.sleep(0.2)
-
-
 def judge(saved: Path) -> list[str]:
     """Every code cell of the saved notebook ran (has an execution count) and none shows an error."""
     nb = json.loads(saved.read_text())
@@ -118,7 +104,7 @@ def test_notebooks_run_all_in_the_browser(record_time) -> None:
         tool = None
         try:
             start = time.perf_counter()
-            wait_ready(proc, base, token, log_path)
+            lab.wait_ready(proc, base, token, log_path)
             record_time("browser: JupyterLab ready", time.perf_counter() - start)
             spec = tmp / "spec.json"
             spec.write_text(json.dumps({"base": base, "token": token, "chromium": browser_path, "notebooks": NOTEBOOKS,

@@ -7,8 +7,6 @@ import asyncio
 import json
 import re
 import secrets
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,16 +31,7 @@ def jupyter():
     proc = lab.start(port=port, token=token, open_browser=False, log=log)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, f"JupyterLab exited ({proc.returncode}):\n{Path(log.name).read_text()[-3000:]}"
-            try:
-                if httpx.get(f"{base}/api/status", params={"token": token}, timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"JupyterLab not ready in 60 s:\n{Path(log.name).read_text()[-3000:]}"
-            time.sleep(0.2)
+        lab.wait_ready(proc, base, token, Path(log.name))
         ready = time.perf_counter() - start
         yield base, token, ready
     finally:

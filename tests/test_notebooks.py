@@ -9,27 +9,15 @@ import uuid
 from pathlib import Path
 
 import nbformat
-import psutil
 import pytest
 
 from course.manifest import modules
+from course.probes import processes_with_env
 from course.tooling.nbtools import execute
 
 NOTEBOOKS = [m.notebook for m in modules()]
 BUDGET = 60.0  # seconds per notebook on a 2-core machine
 HARD_LIMIT = 120.0  # fail beyond this; between the two the run passes but says so
-
-
-def processes_marked(run_id: str) -> list[psutil.Process]:
-    """Processes started by the notebook's kernel (they inherit COURSE_RUN_ID) that are still alive."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get("COURSE_RUN_ID") == run_id and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -49,7 +37,7 @@ def test_notebook_runs(path: Path, record_time) -> None:
     record_time(f"notebook {path.name}" + ("  (over the 60 s budget)" if seconds > BUDGET else ""), seconds)
     assert seconds < HARD_LIMIT, f"{path.name} took {seconds:.0f} s (budget {BUDGET:.0f} s)"
     deadline = time.monotonic() + 5
-    while (leftover := processes_marked(run_id)) and time.monotonic() < deadline:
+    while (leftover := processes_with_env("COURSE_RUN_ID", run_id)) and time.monotonic() < deadline:
         time.sleep(0.2)
     described = [f"{p.pid}: {' '.join(p.cmdline())[:120]}" for p in leftover]
     for p in leftover:  # do not let one notebook's leftovers disturb the next

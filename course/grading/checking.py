@@ -174,7 +174,6 @@ class Driver:
         with self._lock:
             self._stage = (name, time.monotonic(), limit, doing)
             self.report["stage"] = name
-            self.report.setdefault("stage_hints", {})[name] = hint
         print(STAGE_MARKER + name, flush=True)
         try:
             yield
@@ -259,11 +258,7 @@ class Driver:
         _record_errors(driver.logged)
         threading.Thread(target=driver._watch, name="course-stage-watchdog", daemon=True).start()
         try:
-            result = body(driver)
-            if asyncio_iscoroutine(result):
-                import asyncio
-
-                asyncio.run(result)
+            body(driver)
         except DriverError as exc:
             driver.fail(driver.current_stage, exc.kind, exc.message, exc.hint)
         except BaseException as exc:  # noqa: BLE001 - a bug outside any stage: still a report
@@ -289,32 +284,15 @@ def _record_errors(lines: list[str]) -> None:
     logging.Logger.handle = handle  # type: ignore[method-assign]
 
 
-def asyncio_iscoroutine(obj: Any) -> bool:
-    import inspect
-
-    return inspect.iscoroutine(obj)
-
-
 # --- running a driver from the checks ----------------------------------------------------------------
-
-def _marked_processes(marker: str) -> list[Any]:
-    import psutil
-
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get(RUN_MARKER_ENV) == marker and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
-
 
 def stop_marked(marker: str) -> list[str]:
     """Kill every process carrying ``marker`` in its environment; return what they were."""
     import psutil
 
-    described, procs = [], _marked_processes(marker)
+    from course.probes import processes_with_env
+
+    described, procs = [], processes_with_env(RUN_MARKER_ENV, marker)
     for proc in procs:
         with contextlib.suppress(psutil.Error):
             described.append(" ".join(proc.cmdline())[:160] or proc.name())

@@ -84,6 +84,25 @@ def start(**kwargs) -> subprocess.Popen:
                             stdin=subprocess.DEVNULL)
 
 
+def wait_ready(proc: subprocess.Popen, base: str, token: str, log_path: Path, timeout: float = 60) -> None:
+    """Wait until JupyterLab at ``base`` answers /api/status; AssertionError (with the end of its
+    log) if it exits or is not ready within ``timeout`` seconds. Used by the tests."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, f"JupyterLab exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}"
+        try:
+            if httpx.get(f"{base}/api/status", params={"token": token}, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"JupyterLab not ready in {timeout:g} s:\n{log_path.read_text()[-3000:]}"
+        time.sleep(0.2)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course.tooling.lab", description="Open JupyterLab on the course.")
     parser.add_argument("--port", type=int, default=None)

@@ -29,6 +29,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from course.probes import processes_with_env
+
 WORKSHOP = Path(__file__).resolve().parents[1]
 REPO = WORKSHOP.parent
 CONFIG = WORKSHOP / "jupyterhub_config.py"
@@ -53,18 +55,6 @@ def free_ports(n: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
-
-
-def marked_processes(run_id: str) -> list[psutil.Process]:
-    """Live processes whose environment carries COURSE_RUN_ID=run_id."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get("COURSE_RUN_ID") == run_id and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
 
 
 def describe(procs: list[psutil.Process]) -> list[str]:
@@ -270,7 +260,7 @@ class Hub:
         finally:
             self.sampler.stop()
             deadline = time.monotonic() + 10
-            while (alive := marked_processes(self.run_id)) and time.monotonic() < deadline:
+            while (alive := processes_with_env("COURSE_RUN_ID", self.run_id)) and time.monotonic() < deadline:
                 time.sleep(0.3)
             self.leftovers = describe(alive)
             pids = {p.pid for p in alive}
