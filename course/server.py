@@ -97,7 +97,9 @@ class ThreadServer:
     server: Any
     thread: threading.Thread
     errors: collections.Counter = field(default_factory=collections.Counter)
-    """Exceptions the app raised while serving, as ``"module.Type: message" -> count``."""
+    """Exceptions the app raised while serving, as ``"module.Type: message" -> count``. uvicorn logs
+    an exception just after it sent the 500, so read them once the ``with`` block has ended (or wait
+    a moment): inside the block the last one may not be counted yet."""
     error_lines: dict = field(default_factory=dict)
     """For each of ``errors``: the app's own line where it was raised (``"app.py line 42: ..."``)."""
 
