@@ -3,7 +3,7 @@
     from course import asynctesting
     PREFIX = asynctesting.run_prefix("course04")     # names every folder and database this run creates
     asynctesting.leftovers(PREFIX)                    # folders with that prefix still on disk: []
-    if await asynctesting.postgres_reachable():       # prints why not, or raises under COURSE_REQUIRE_POSTGRES=1
+    if await asynctesting.postgres_reachable():       # prints why not, or raises under COURSE_REQUIRE_SERVICES=1
         async with asynctesting.postgres_database(PREFIX) as url:   # a throwaway database, always dropped
             ...
     run = asynctesting.pytest_main_in_kernel(folder)  # pytest.main() in this process, its imports undone

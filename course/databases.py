@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import types
 import uuid
 from typing import Any, AsyncIterator
+
+from course.services import services_required
 
 __all__ = ["PG_ADMIN", "postgres_available", "pg_sandbox", "role_connections", "wait_for_role_connections"]
 
@@ -28,10 +29,10 @@ PG_ADMIN: dict[str, Any] = dict(host="127.0.0.1", port=5432, user="postgres", da
 """The course's PostgreSQL: 127.0.0.1:5432, user postgres, trust authentication."""
 
 
-async def postgres_available(*, require_env: str = "COURSE_REQUIRE_POSTGRES", timeout: float = 3.0) -> bool:
+async def postgres_available(*, timeout: float = 3.0) -> bool:
     """True if PostgreSQL answers at ``PG_ADMIN``; prints its version or why the section is skipped.
 
-    When the environment variable ``require_env`` is ``"1"`` (CI sets it), an unreachable server
+    Under ``COURSE_REQUIRE_SERVICES=1`` (CI sets it; see course.services) an unreachable server
     raises ``RuntimeError`` instead of returning False: skipping is then an error.
     """
     import asyncpg
@@ -40,8 +41,8 @@ async def postgres_available(*, require_env: str = "COURSE_REQUIRE_POSTGRES", ti
         probe = await asyncpg.connect(**PG_ADMIN, timeout=timeout)
     except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
         where = f"{PG_ADMIN['host']}:{PG_ADMIN['port']}"
-        if os.environ.get(require_env) == "1":
-            raise RuntimeError(f"{require_env}=1 but PostgreSQL is not reachable at {where}") from exc
+        if services_required():
+            raise RuntimeError(f"COURSE_REQUIRE_SERVICES=1 but PostgreSQL is not reachable at {where}") from exc
         print(f"PostgreSQL is not reachable at {where} ({exc!r}).\n"
               "This section is skipped. Start PostgreSQL and run it again to see it.")
         return False

@@ -25,7 +25,7 @@ on 127.0.0.1 only. Settings (environment variables, all optional):
                               working tree, uncommitted changes included)
     WORKSHOP_COURSE_VENV      the course's environment, where kernels run (default: <repo>/.venv)
     COURSE_RUN_ID             passed to every process the hub starts, so a test can find them all
-    COURSE_REQUIRE_POSTGRES   passed to the learners' servers (CI: PostgreSQL sections must run)
+    COURSE_REQUIRE_SERVICES   passed to the learners' servers (CI: sections needing a server must run)
 
 The hub itself runs from .venv-hub (jupyterhub, the single-user server, JupyterLab); the kernels
 and the `course` command run from the course's own .venv, which stays exactly as `make lab` builds
@@ -57,7 +57,7 @@ HUB_PORT = int(os.environ.get("WORKSHOP_HUB_PORT", "8081"))
 PROXY_API_PORT = int(os.environ.get("WORKSHOP_PROXY_API_PORT", "8001"))
 CULL_TIMEOUT = int(os.environ.get("WORKSHOP_CULL_TIMEOUT", "3600"))
 CULL_EVERY = int(os.environ.get("WORKSHOP_CULL_EVERY", "300"))
-MARKERS = {k: os.environ[k] for k in ("COURSE_RUN_ID", "COURSE_REQUIRE_POSTGRES") if os.environ.get(k)}
+MARKERS = {k: os.environ[k] for k in ("COURSE_RUN_ID", "COURSE_REQUIRE_SERVICES", "COURSE_REQUIRE_POSTGRES") if os.environ.get(k)}
 
 # Not for the learner's file browser (the same list as `make lab`: course/tooling/lab.py HIDDEN;
 # workshop/tests/test_hub_config.py keeps the two equal).

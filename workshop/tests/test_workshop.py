@@ -20,6 +20,8 @@ import pytest
 
 from hubkit import COURSE_VENV, NOTE, Hub, run_in_kernel, run_in_terminal
 
+from course.services import services_required
+
 LEARNERS = [f"learner{i}" for i in range(1, 6)]
 NOTEBOOK = "notebooks/01_database_lifecycle.ipynb"
 JOB_TIMEOUT = 300  # seconds for one notebook run or one grading, even with five at once
@@ -163,10 +165,10 @@ def test_five_learners_at_once(hub_factory) -> None:
     assert str(COURSE_VENV / "bin" / "course") in terminal, f"a terminal does not find the course's `course`:\n{terminal[-800:]}"
     assert str(copy / "course" / "__init__.py") in terminal, f"a terminal imports another copy of the course:\n{terminal[-800:]}"
 
-    # CI requires the PostgreSQL sections; here too whenever PostgreSQL answers, so that the
+    # CI requires the sections that need a server; here too whenever PostgreSQL answers, so that the
     # learners' databases and roles are part of what must not collide.
-    require_pg = "1" if os.environ.get("COURSE_REQUIRE_POSTGRES") == "1" or postgres_reachable() else "0"
-    env = {"COURSE_RUN_ID": hub.run_id, "COURSE_REQUIRE_POSTGRES": require_pg}
+    require = "1" if services_required() or postgres_reachable() else "0"
+    env = {"COURSE_RUN_ID": hub.run_id, "COURSE_REQUIRE_SERVICES": require}
 
     # A failure alone is reported with the rest at the end: the five-at-once run still tells whether
     # the hub adds failures of its own, and the note is written either way.
