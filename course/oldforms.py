@@ -145,7 +145,7 @@ FORMS: list[OldForm] = [
         '''),
         what_happens=("`ImportError: cannot import name 'Optional' from 'pydantic'`. Pydantic never exported "
                       "`Optional`: it is `typing.Optional`, and the snippet fails on its first line."),
-        where="module 03 (Partial updates (PATCH); coming)",
+        where="notebooks/03_partial_updates.ipynb, section \"2 · Only what was sent: `exclude_unset`\" (Old forms)",
         probe=_code('''
             try:
                 from pydantic import Optional
@@ -178,7 +178,7 @@ FORMS: list[OldForm] = [
                       "method is deprecated; use `model_dump` instead.`` It is a `DeprecationWarning`, so Python "
                       "prints nothing when the call is in an imported module (your app); pytest lists it in its "
                       "warnings summary. Pydantic says it goes in V3."),
-        where="module 03 (Partial updates (PATCH); coming)",
+        where="notebooks/03_partial_updates.ipynb, section \"2 · Only what was sent: `exclude_unset`\" (Old forms)",
         probe=_code('''
             from pydantic import BaseModel
             class UserUpdate(BaseModel):
@@ -207,6 +207,72 @@ FORMS: list[OldForm] = [
         packages=("pydantic",),
         sources=(("pydantic/main.py", 1403, "category=PydanticDeprecatedSince20,"),
                  ("pydantic/warnings.py", 23, "class PydanticDeprecationWarning(DeprecationWarning):")),
+    ),
+    OldForm(
+        key="orm-mode",
+        title="`class Config: orm_mode = True`",
+        today_title="`model_config = ConfigDict(from_attributes=True)`",
+        seen_in="Pydantic v1 and FastAPI SQL tutorials (response models built from ORM objects)",
+        old=_code('''
+            class UserOut(BaseModel):
+                name: str
+
+                class Config:
+                    orm_mode = True
+
+            UserOut.from_orm(user)
+        '''),
+        today=_code('''
+            from pydantic import BaseModel, ConfigDict
+
+            class UserOut(BaseModel):
+                model_config = ConfigDict(from_attributes=True)
+                name: str
+
+            UserOut.model_validate(user)  # a response_model needs neither: FastAPI reads attributes itself
+        '''),
+        what_happens=("The class still builds, with two warnings: ``PydanticDeprecatedSince20: Support for "
+                      "class-based `config` is deprecated`` and ``UserWarning: Valid config keys have changed in "
+                      "V2: * 'orm_mode' has been renamed to 'from_attributes'``. But the key is not translated: "
+                      "`UserOut.from_orm(user)` raises ``PydanticUserError: You must set the config attribute "
+                      "`from_attributes=True` to use from_orm``, and `model_validate(user)` fails with a `model_type` "
+                      "validation error. As a FastAPI `response_model` it still works, because FastAPI validates "
+                      "the return value with `from_attributes=True` itself."),
+        where="notebooks/03_partial_updates.ipynb, section \"5 · 404, 422, never a 500\"",
+        probe=_code('''
+            from types import SimpleNamespace
+            from pydantic import BaseModel, ConfigDict, ValidationError
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                class UserOut(BaseModel):
+                    name: str
+                    class Config:
+                        orm_mode = True
+            user = SimpleNamespace(name="Ada")
+            try:
+                UserOut.from_orm(user)
+            except Exception as exc:
+                outcome = error(exc)
+            else:
+                outcome = {"raised": None}
+            try:
+                UserOut.model_validate(user)
+            except ValidationError as exc:
+                outcome["model_validate"] = exc.errors()[0]["type"]
+            class Today(BaseModel):
+                model_config = ConfigDict(from_attributes=True)
+                name: str
+            emit(**outcome, warnings=sorted({w.category.__name__ for w in caught}),
+                 renamed=any("'orm_mode' has been renamed to 'from_attributes'" in str(w.message) for w in caught),
+                 today=Today.model_validate(user).name)
+        '''),
+        expect={"raised": "PydanticUserError",
+                "message": "You must set the config attribute `from_attributes=True` to use from_orm",
+                "model_validate": "model_type",
+                "warnings": ["PydanticDeprecatedSince20", "UserWarning"], "renamed": True, "today": "Ada"},
+        packages=("pydantic",),
+        sources=(("pydantic/_internal/_config.py", 383, "'orm_mode': 'from_attributes',"),
+                 ("pydantic/_internal/_config.py", 408, "warnings.warn(message, UserWarning)")),
     ),
     OldForm(
         key="validator",
@@ -243,7 +309,7 @@ FORMS: list[OldForm] = [
                       "are deprecated. You should migrate to Pydantic V2 style `@field_validator` validators``. "
                       "A `DeprecationWarning`: silent in an imported module, listed by pytest. Pydantic says it "
                       "goes in V3."),
-        where="module 05 (From a Python function to an endpoint; coming)",
+        where="notebooks/05_function_to_endpoint.ipynb, section \"4 · The production version\" (Old forms: `@validator` and `.dict()`)",
         probe=_code('''
             SOURCE = """
             from pydantic import BaseModel, Field, validator
@@ -698,8 +764,8 @@ FORMS: list[OldForm] = [
         '''),
         what_happens=("Neither package is in the pinned environment, so the import is `ModuleNotFoundError: No "
                       "module named 'aioredis'`. `aioredis` was merged into redis-py 4.2 (its repository is "
-                      "archived); install redis-py and import `redis.asyncio`. redis-py is not pinned by the course "
-                      "either, so today's form is documented here, not run."),
+                      "archived); redis-py is pinned by the course (it comes with `celery[redis]`), and "
+                      "`redis.asyncio.Redis` is its asyncio client."),
         where="module 06 (Sync to async; coming)",
         probe=_code('''
             import importlib, importlib.util
@@ -713,10 +779,13 @@ FORMS: list[OldForm] = [
                 other = None
             except ImportError as exc:
                 other = type(exc).__name__
-            emit(**outcome, asyncio_redis=other, redis_py_installed=importlib.util.find_spec("redis") is not None)
+            import redis.asyncio
+            emit(**outcome, asyncio_redis=other, redis_asyncio_client=redis.asyncio.Redis.__name__,
+                 has_aclose=hasattr(redis.asyncio.Redis, "aclose"))
         '''),
         expect={"raised": "ModuleNotFoundError", "message": "No module named 'aioredis'",
-                "asyncio_redis": "ModuleNotFoundError", "redis_py_installed": False},
+                "asyncio_redis": "ModuleNotFoundError", "redis_asyncio_client": "Redis", "has_aclose": True},
+        packages=("redis",),
     ),
     OldForm(
         key="run-in-executor-bare",
@@ -924,8 +993,8 @@ FORMS: list[OldForm] = [
                       "on disk): in a real upload of 5 MiB the endpoint starts only after the last byte arrived, "
                       "with `file.size` already 5 MiB and the file rolled to disk. `pd.read_csv` then builds the "
                       "whole DataFrame in memory and, as a plain call inside `async def`, blocks the event loop "
-                      "while it parses. (pandas is not in the pinned environment: the probe checks the upload "
-                      "side only.)"),
+                      "while it parses: `pd.read_csv` returns only when every row is a DataFrame in memory (module 07 "
+                      "measures what that costs)."),
         where="module 07 (File uploads; coming)",
         probe=_code('''
             import socket, threading, time
@@ -988,21 +1057,19 @@ FORMS: list[OldForm] = [
             finally:
                 server.should_exit = True
                 thread.join(5)
-            try:
-                import pandas
-                has_pandas = True
-            except ImportError:
-                has_pandas = False
+            import io
+            import pandas as pd
+            whole = pd.read_csv(io.BytesIO(b"id,amount\n" + b"".join(b"%d,1\n" % i for i in range(1000))))
             emit(status=[upload.status_code, streamed.status_code], size=seen["size"], type=seen["type"],
                  rolled_to_disk=seen["rolled_to_disk"],
                  endpoint_started_after_last_byte=seen["endpoint_started"] > sent["last_chunk"],
                  today_sees_bytes_while_uploading=sent["stream_seen_early"], today_limit=today_limit,
-                 pandas_installed=has_pandas)
+                 read_csv_returns=[type(whole).__name__, len(whole)])
         '''),
         expect={"status": [200, 200], "size": 5 * 1024 * 1024, "type": "SpooledTemporaryFile", "rolled_to_disk": True,
                 "endpoint_started_after_last_byte": True, "today_sees_bytes_while_uploading": True,
-                "today_limit": [413, 200], "pandas_installed": False},
-        packages=("fastapi", "starlette", "python-multipart", "uvicorn"),
+                "today_limit": [413, 200], "read_csv_returns": ["DataFrame", 1000]},
+        packages=("fastapi", "starlette", "python-multipart", "uvicorn", "pandas"),
         sources=(("fastapi/routing.py", 468, "body = await request.form(**limits)"),
                  ("starlette/formparsers.py", 135, "spool_max_size = 1024 * 1024  # 1MB"),
                  ("starlette/formparsers.py", 218, "tempfile = SpooledTemporaryFile(max_size=self.spool_max_size)")),

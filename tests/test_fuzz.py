@@ -23,6 +23,10 @@ Fuzzed: see APPS. Not fuzzed, on purpose:
         the "before" apps of section 5 (create_app(..., get_session, uow_scope="function") is fuzzed)
     notebooks/02_dependency_injection/settings_app.py     uncached_app: the "before" of cached_app
     notebooks/02_dependency_injection/upstream.py         the notebook's stand-in price service
+    notebooks/03_partial_updates/patch_app.py       every variant: the "before" apps of sections 1-3, whose
+        500s are the lesson (policy.py is the fixed version, fuzzed)
+    notebooks/05_function_to_endpoint/naive_app.py  the "before" app (its 500s are the lesson);
+        legacy_payments.py, payments.py and bad_payments.py are not apps
     raw_connection_global.py, fd_limit.py, two_loops.py, nest_asyncio_demo.py: scripts, not apps
 """
 
@@ -46,6 +50,7 @@ import httpx
 import pytest
 
 import course
+from course.partial import create_users
 from course.server import serve_in_thread, serve_subprocess, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,6 +160,18 @@ def probe_int64_limits(url: str) -> tuple[int, list[dict]]:
     return sent, failures
 
 
+def seeded_payments(db: Path) -> str:
+    """Module 05's payments database: users (with an internal password hash) and another table."""
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL UNIQUE, "
+                     "password_hash TEXT NOT NULL, balance_cents INTEGER NOT NULL)")
+        conn.execute("CREATE TABLE api_keys (id INTEGER PRIMARY KEY, service TEXT NOT NULL, secret TEXT NOT NULL)")
+        conn.executemany("INSERT INTO users VALUES (?, ?, ?, ?, ?)",
+                         [(1, "Ann", "ann@example.com", "h1", 10000), (2, "Bob", "bob@example.com", "h2", 2000)])
+        conn.execute("INSERT INTO api_keys VALUES (1, 'card-processor', 'sk')")
+    return str(db)
+
+
 def sqlite_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
 
@@ -196,6 +213,14 @@ APPS = [
         "settings_app:cached_app", NB / "02_dependency_injection", {})),
     App("notebooks/04 app", lambda tmp, up: in_subprocess(
         "app:app", NB / "04_async_testing", {"DATABASE_URL": sqlite_url(tmp / "n04a.db")})),
+    App("solutions/03 app", lambda tmp, up: in_subprocess(
+        "app:app", SOL / "03_partial_updates", {"DATABASE_URL": create_users(tmp / "s03.db")})),
+    App("notebooks/03 policy", lambda tmp, up: in_subprocess(
+        "policy:app", NB / "03_partial_updates", {"DATABASE_URL": create_users(tmp / "n03.db")})),
+    App("notebooks/05 fixed_app", lambda tmp, up: in_subprocess(
+        "fixed_app:app", NB / "05_function_to_endpoint", {"PAYMENTS_DB": seeded_payments(tmp / "n05.db")})),
+    App("solutions/05 app", lambda tmp, up: in_subprocess(
+        "app:app", SOL / "05_function_to_endpoint", {"PAYMENTS_DB": seeded_payments(tmp / "s05.db")})),
     App("notebooks/04 state_app", lambda tmp, up: in_subprocess(
         "state_app:app", NB / "04_async_testing", {"DATABASE_URL": sqlite_url(tmp / "n04b.db")})),
 ]
