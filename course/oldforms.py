@@ -995,7 +995,8 @@ FORMS: list[OldForm] = [
                       "whole DataFrame in memory and, as a plain call inside `async def`, blocks the event loop "
                       "while it parses: `pd.read_csv` returns only when every row is a DataFrame in memory (module 07 "
                       "measures what that costs)."),
-        where="module 07 (File uploads; coming)",
+        where=('notebooks/07_file_uploads.ipynb, sections "1 · What the endpoint receives", '
+               '"2 · Read it all, or row by row: peak memory" and "4 · Limits and bad input: 413, 415, 422, all or nothing"'),
         probe=_code('''
             import socket, threading, time
             import httpx, uvicorn
@@ -1059,7 +1060,7 @@ FORMS: list[OldForm] = [
                 thread.join(5)
             import io
             import pandas as pd
-            whole = pd.read_csv(io.BytesIO(b"id,amount\n" + b"".join(b"%d,1\n" % i for i in range(1000))))
+            whole = pd.read_csv(io.BytesIO(b"id,amount\\n" + b"".join(b"%d,1\\n" % i for i in range(1000))))
             emit(status=[upload.status_code, streamed.status_code], size=seen["size"], type=seen["type"],
                  rolled_to_disk=seen["rolled_to_disk"],
                  endpoint_started_after_last_byte=seen["endpoint_started"] > sent["last_chunk"],

@@ -27,6 +27,8 @@ Fuzzed: see APPS. Not fuzzed, on purpose:
         500s are the lesson (policy.py is the fixed version, fuzzed)
     notebooks/05_function_to_endpoint/naive_app.py  the "before" app (its 500s are the lesson);
         legacy_payments.py, payments.py and bad_payments.py are not apps
+    notebooks/07_file_uploads/read_all.py, pandas_upload.py, naive_import.py   the "before" apps
+        (needs_multipart.py is one trivial route; forked_maxrss.py is a script)
     raw_connection_global.py, fd_limit.py, two_loops.py, nest_asyncio_demo.py: scripts, not apps
 """
 
@@ -221,6 +223,14 @@ APPS = [
         "fixed_app:app", NB / "05_function_to_endpoint", {"PAYMENTS_DB": seeded_payments(tmp / "n05.db")})),
     App("solutions/05 app", lambda tmp, up: in_subprocess(
         "app:app", SOL / "05_function_to_endpoint", {"PAYMENTS_DB": seeded_payments(tmp / "s05.db")})),
+    App("solutions/07 app", lambda tmp, up: in_subprocess(
+        "app:app", SOL / "07_file_uploads",
+        {"DATABASE_URL": sqlite_url(tmp / "s07.db"), "MAX_UPLOAD_BYTES": "1048576"})),
+    App("notebooks/07 safe_import", lambda tmp, up: in_subprocess(
+        "safe_import:app", NB / "07_file_uploads",
+        {"DATABASE_URL": sqlite_url(tmp / "n07a.db"), "MAX_UPLOAD_BYTES": "1048576"})),
+    App("notebooks/07 streaming", lambda tmp, up: in_subprocess("streaming:app", NB / "07_file_uploads", {})),
+    App("notebooks/07 raw_stream", lambda tmp, up: in_subprocess("raw_stream:app", NB / "07_file_uploads", {})),
     App("notebooks/04 state_app", lambda tmp, up: in_subprocess(
         "state_app:app", NB / "04_async_testing", {"DATABASE_URL": sqlite_url(tmp / "n04b.db")})),
 ]
