@@ -1076,6 +1076,45 @@ FORMS: list[OldForm] = [
                  ("starlette/formparsers.py", 218, "tempfile = SpooledTemporaryFile(max_size=self.spool_max_size)")),
     ),
     OldForm(
+        key="status-413-422-names",
+        title="`status.HTTP_413_REQUEST_ENTITY_TOO_LARGE`, `status.HTTP_422_UNPROCESSABLE_ENTITY`",
+        today_title="`status.HTTP_413_CONTENT_TOO_LARGE`, `status.HTTP_422_UNPROCESSABLE_CONTENT`",
+        seen_in="FastAPI and Starlette answers written before RFC 9110 renamed the two codes",
+        old=_code("""
+            from fastapi import HTTPException, status
+
+            raise HTTPException(status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, detail="upload too large")
+        """),
+        today=_code("""
+            from fastapi import HTTPException, status
+
+            raise HTTPException(status_code=status.HTTP_413_CONTENT_TOO_LARGE, detail="upload too large")
+        """),
+        what_happens=("Still 413 and 422, with a warning on every attribute access: ``StarletteDeprecationWarning: "
+                      "'HTTP_413_REQUEST_ENTITY_TOO_LARGE' is deprecated. Use 'HTTP_413_CONTENT_TOO_LARGE' "
+                      "instead.`` `fastapi.status` is Starlette's module, and its warning is a `UserWarning`, so "
+                      "Python prints it even from inside your app."),
+        where='notebooks/07_file_uploads.ipynb, section "4 · Limits and bad input: 413, 415, 422, all or nothing"',
+        probe=_code("""
+            from fastapi import status
+            from starlette.exceptions import StarletteDeprecationWarning
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                old = [status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, status.HTTP_422_UNPROCESSABLE_ENTITY]
+            emit(old=old, today=[status.HTTP_413_CONTENT_TOO_LARGE, status.HTTP_422_UNPROCESSABLE_CONTENT],
+                 warnings=[w.category.__name__ for w in caught], messages=[str(w.message) for w in caught],
+                 user_warning=issubclass(StarletteDeprecationWarning, UserWarning))
+        """),
+        expect={"old": [413, 422], "today": [413, 422],
+                "warnings": ["StarletteDeprecationWarning", "StarletteDeprecationWarning"],
+                "messages": ["'HTTP_413_REQUEST_ENTITY_TOO_LARGE' is deprecated. Use 'HTTP_413_CONTENT_TOO_LARGE' instead.",
+                             "'HTTP_422_UNPROCESSABLE_ENTITY' is deprecated. Use 'HTTP_422_UNPROCESSABLE_CONTENT' instead."],
+                "user_warning": True},
+        packages=("fastapi", "starlette"),
+        sources=(("starlette/status.py", 192, '"HTTP_413_REQUEST_ENTITY_TOO_LARGE": "HTTP_413_CONTENT_TOO_LARGE",'),
+                 ("starlette/exceptions.py", 36, "class StarletteDeprecationWarning(UserWarning):")),
+    ),
+    OldForm(
         key="testclient-without-with",
         title="`client = TestClient(app)` without `with`",
         today_title="`with TestClient(app) as client:` (or `LifespanManager` + `ASGITransport`)",
