@@ -766,7 +766,7 @@ FORMS: list[OldForm] = [
                       "module named 'aioredis'`. `aioredis` was merged into redis-py 4.2 (its repository is "
                       "archived); redis-py is pinned by the course (it comes with `celery[redis]`), and "
                       "`redis.asyncio.Redis` is its asyncio client."),
-        where="module 06 (Sync to async; coming)",
+        where="notebooks/06_sync_to_async.ipynb, section \"4 · The other blocking calls and their replacements\"",
         probe=_code('''
             import importlib, importlib.util
             try:
@@ -809,7 +809,7 @@ FORMS: list[OldForm] = [
                       "written correctly it does not block the loop: it runs the function in the loop's default "
                       "thread pool (`min(32, cpu + 4)` threads), so the brief's \"still blocks\" is wrong, but the "
                       "pool bounds concurrency."),
-        where="module 06 (Sync to async; coming)",
+        where="notebooks/06_sync_to_async.ipynb, section \"3 · Thread pools: no blocking, but a cap\"",
         probe=_code('''
             import asyncio, httpx
             from fastapi import FastAPI
@@ -875,7 +875,7 @@ FORMS: list[OldForm] = [
                       "thread (a plain `def` endpoint, a thread pool) it raises `RuntimeError: There is no current "
                       "event loop in thread ...`; in the main thread before any loop it silently creates a new, "
                       "never-running loop. `get_running_loop()` always means the loop you are in."),
-        where="module 06 (Sync to async; coming)",
+        where="notebooks/06_sync_to_async.ipynb, section \"3 · Thread pools: no blocking, but a cap\"",
         probe=_code('''
             import asyncio, threading
             import httpx
@@ -946,7 +946,7 @@ FORMS: list[OldForm] = [
         '''),
         what_happens=("`AttributeError: module 'asyncio' has no attribute 'create_subprocess'`. The functions are "
                       "`create_subprocess_exec` (argument list, no shell) and `create_subprocess_shell`."),
-        where="module 06 (Sync to async; coming)",
+        where="notebooks/06_sync_to_async.ipynb, section \"4 · The other blocking calls and their replacements\"",
         probe=_code('''
             import asyncio
             try:

@@ -29,6 +29,8 @@ Fuzzed: see APPS. Not fuzzed, on purpose:
         legacy_payments.py, payments.py and bad_payments.py are not apps
     notebooks/07_file_uploads/read_all.py, pandas_upload.py, naive_import.py   the "before" apps
         (needs_multipart.py is one trivial route; forked_maxrss.py is a script)
+    notebooks/06_sync_to_async/*.py                  apps whose blocking routes are the lesson (their fixed
+        routes are the solution's patterns, and the solution is fuzzed)
     raw_connection_global.py, fd_limit.py, two_loops.py, nest_asyncio_demo.py: scripts, not apps
 """
 
@@ -119,6 +121,22 @@ def in_thread(make_app: Callable, env: dict[str, str]) -> Iterator[tuple[str, Ca
 def in_subprocess(app: str, app_dir: Path, env: dict[str, str]) -> Iterator[tuple[str, Callable[[], str]]]:
     with serve_subprocess(app, app_dir=app_dir, env=env, ready_timeout=60) as server:
         yield server.url, server.log
+
+
+@contextlib.contextmanager
+def solution06(tmp: Path) -> Iterator[tuple[str, Callable[[], str]]]:
+    """Module 06's solution: a users table and its scoring service (course.blocking's stand-in,
+    answering at once) in a thread of this process."""
+    from course.blocking import slow_upstream
+
+    db = tmp / "s06.db"
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name VARCHAR(100) NOT NULL)")
+        conn.executemany("INSERT INTO users VALUES (?, ?)", [(1, "Ada"), (2, "Grace"), (3, "Edsger")])
+    with serve_in_thread(slow_upstream(delay=0)) as scores, in_subprocess(
+            "app:app", SOL / "06_sync_to_async",
+            {"DATABASE_PATH": str(db), "SCORES_URL": scores.url, "RETRY_DELAY": "0"}) as served:
+        yield served
 
 
 @dataclass
@@ -231,6 +249,7 @@ APPS = [
         {"DATABASE_URL": sqlite_url(tmp / "n07a.db"), "MAX_UPLOAD_BYTES": "1048576"})),
     App("notebooks/07 streaming", lambda tmp, up: in_subprocess("streaming:app", NB / "07_file_uploads", {})),
     App("notebooks/07 raw_stream", lambda tmp, up: in_subprocess("raw_stream:app", NB / "07_file_uploads", {})),
+    App("solutions/06 app", lambda tmp, up: solution06(tmp), in_process=True),
     App("notebooks/04 state_app", lambda tmp, up: in_subprocess(
         "state_app:app", NB / "04_async_testing", {"DATABASE_URL": sqlite_url(tmp / "n04b.db")})),
 ]
