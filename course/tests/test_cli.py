@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from course.manifest import ROOT, find_module
 
@@ -65,6 +66,12 @@ def test_reset_restores_the_exercise_and_keeps_a_backup(clone) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_list_remembers_and_regrades_only_what_changed(clone, record_time) -> None:
+    # The memory is what is tested, not the grading: the clone keeps three modules, so the first
+    # `list` (which grades every untouched exercise) stays short as the course grows.
+    manifest = clone / "modules.yml"
+    data = yaml.safe_load(manifest.read_text())
+    data["modules"] = [m for m in data["modules"] if m["number"] in ("00", "01", "02")]
+    manifest.write_text(yaml.safe_dump(data, sort_keys=False))
     first = run_in(clone, "list", timeout=200)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "graded now" in first.stdout and "Progress: [" in first.stdout and "Next: module 01" in first.stdout

@@ -78,6 +78,32 @@ def wait_idle(page, path: str, timeout: float, idle_seconds: float, need_busy: b
         time.sleep(0.25)
 
 
+# How many code cells of the current notebook have started or finished running ([*] or [n]).
+STARTED_JS = """() => {
+  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  if (!w || !w.content || !w.content.widgets) return 0;
+  return w.content.widgets.filter(c => c.model.type === 'code' &&
+    (c.model.executionCount !== null || c.node.querySelector('.jp-InputPrompt')?.textContent.includes('*'))).length;
+}"""
+
+
+def click_run_all(page, attempts: int = 3, wait: float = 10.0) -> int:
+    """Run -> Run All Cells, until a cell has started (or the kernel went busy). A click made while
+    Lab is still wiring the kernel to the panel can be ignored (the command is disabled then): seen
+    on a cold start, where the notebook was then saved with no cell run. Returns the clicks made."""
+    for attempt in range(1, attempts + 1):
+        page.locator(".jp-Notebook:visible").first.click(position={"x": 5, "y": 5})
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if page.evaluate(STARTED_JS) > 0 or state(page).get("status") == "busy":
+                return attempt
+            time.sleep(0.2)
+        page.keyboard.press("Escape")  # close the menu if it is still open
+    raise TimeoutError(f"Run All Cells started no cell after {attempts} clicks")
+
+
 def run_notebook(page, spec: dict, path: str, result: dict) -> None:
     base, token = spec["base"], spec["token"]
     # Lab restores the last workspace; a fresh one opens exactly this notebook.
@@ -93,9 +119,7 @@ def run_notebook(page, spec: dict, path: str, result: dict) -> None:
 
     result["stage"] = "run all"
     start = time.monotonic()
-    page.locator(".jp-Notebook:visible").first.click(position={"x": 5, "y": 5})
-    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+    result["run_all_clicks"] = click_run_all(page)
     wait_idle(page, path, spec.get("run_timeout", 120), spec.get("idle_seconds", 3), need_busy=True)
     result["run_seconds"] = round(time.monotonic() - start, 2)
 
