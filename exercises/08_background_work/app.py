@@ -1,0 +1,37 @@
+"""The shop's checkout API. Today the slow work (charge, invoice) runs inside the request: the
+client waits for all of it, and a crash of the server loses it."""
+
+import uuid
+from typing import Annotated
+
+from celery.result import AsyncResult
+from fastapi import FastAPI, HTTPException, Path, Request
+from pydantic import BaseModel, Field
+
+import shop
+from tasks import celery_app, checkout
+
+app = FastAPI(title="Shop")
+
+OrderId = Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,40}$")]
+
+
+class Checkout(BaseModel):
+    amount_cents: int = Field(gt=0, le=1_000_000)
+    card: str = Field(pattern=r"^[0-9]{12,19}$")
+
+
+# TODO 4: start the work in the worker and answer at once: 202 with the task's id.
+@app.post("/orders/{order_id}/checkout")
+def start_checkout(order_id: OrderId, body: Checkout, request: Request) -> dict:
+    try:
+        charge_id = shop.charge_card(order_id, body.amount_cents, body.card)
+    except shop.CardDeclined as exc:
+        raise HTTPException(status_code=402, detail=str(exc))
+    except shop.GatewayTimeout as exc:
+        raise HTTPException(status_code=503, detail=str(exc))
+    shop.send_invoice(order_id)
+    return {"order_id": order_id, "charge_id": charge_id}
+
+
+# TODO 5: the status the client polls: GET /tasks/{task_id} -> {"task_id": ..., "state": ...}.

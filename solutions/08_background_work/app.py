@@ -1,0 +1,39 @@
+"""The shop's checkout API. The slow work (charge, invoice) runs in a Celery worker; the client
+gets 202 and a task id at once, and polls GET /tasks/{task_id} for the outcome."""
+
+import uuid
+from typing import Annotated
+
+from celery.result import AsyncResult
+from fastapi import FastAPI, Path, Request
+from pydantic import BaseModel, Field
+
+from tasks import celery_app, checkout
+
+app = FastAPI(title="Shop")
+
+OrderId = Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,40}$")]
+
+
+class Checkout(BaseModel):
+    amount_cents: int = Field(gt=0, le=1_000_000)
+    card: str = Field(pattern=r"^[0-9]{12,19}$")
+
+
+# TODO 4: start the work in the worker and answer at once: 202 with the task's id.
+@app.post("/orders/{order_id}/checkout", status_code=202)
+def start_checkout(order_id: OrderId, body: Checkout, request: Request) -> dict:
+    task = checkout.delay(order_id, body.amount_cents, body.card)
+    return {"task_id": task.id, "status_url": str(request.url_for("task_status", task_id=task.id))}
+
+
+# TODO 5: the status the client polls.
+@app.get("/tasks/{task_id}")
+def task_status(task_id: uuid.UUID) -> dict:
+    result = AsyncResult(str(task_id), app=celery_app)
+    body = {"task_id": str(task_id), "state": result.state}
+    if result.state == "FAILURE":
+        body["error"] = f"{type(result.result).__name__}: {result.result}"
+    elif result.state == "SUCCESS":
+        body["result"] = result.result
+    return body
