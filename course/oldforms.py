@@ -125,6 +125,11 @@ PRELUDE = _code('''
 ''')
 
 
+def is_shell(code: str) -> bool:
+    """A snippet that is a command line (pip, celery), not Python."""
+    return code.split(maxsplit=1)[0] in ("pip", "celery")
+
+
 FORMS: list[OldForm] = [
     OldForm(
         key="pydantic-optional",
@@ -1307,6 +1312,127 @@ FORMS: list[OldForm] = [
         packages=("sqlalchemy",),
         sources=(("sqlalchemy/util/concurrency.py", 83, "raise ImportError(_ERROR_MESSAGE) from e"),),
     ),
+    OldForm(
+        key="celery-uppercase-settings",
+        title="`CELERY_ACKS_LATE = True` (upper-case setting names)",
+        today_title="`task_acks_late=True` in `app.conf.update(...)`",
+        seen_in="Celery 3 tutorials and Django settings modules (`CELERY_...`, `CELERYD_...`)",
+        old=_code('''
+            class CeleryConfig:
+                CELERY_ACKS_LATE = True
+                CELERYD_PREFETCH_MULTIPLIER = 1
+                task_track_started = True      # a newer name added later
+
+            app.config_from_object(CeleryConfig)
+        '''),
+        today=_code('''
+            app.conf.update(
+                task_acks_late=True,
+                task_reject_on_worker_lost=True,
+                worker_prefetch_multiplier=1,
+                task_track_started=True,
+            )
+        '''),
+        what_happens=("Old names alone still work in Celery 5.7 (they are mapped to the new ones). Mixed with new "
+                      "names in the same configuration, the first read of any setting raises `ImproperlyConfigured: "
+                      "Cannot mix new and old setting keys, please rename the following settings to the new format: "
+                      "CELERY_ACKS_LATE -> task_acks_late` (or, when old names are the majority, the same advice "
+                      "the other way round)."),
+        where="notebooks/08_background_work.ipynb, section \"7 · Old forms you will meet online\"",
+        probe=_code('''
+            from celery import Celery
+            from celery.exceptions import ImproperlyConfigured
+            class OldOnly:
+                CELERY_ACKS_LATE = True
+                CELERYD_PREFETCH_MULTIPLIER = 1
+            class Mixed:  # half migrated: one old name, one new
+                CELERY_ACKS_LATE = True
+                task_track_started = True
+            old = Celery("old", broker="memory://", set_as_current=False)
+            old.config_from_object(OldOnly)
+            mixed = Celery("mixed", broker="memory://", set_as_current=False)
+            mixed.config_from_object(Mixed)
+            try:
+                mixed.conf.task_acks_late
+            except ImproperlyConfigured as exc:
+                outcome = error(exc)
+            else:
+                outcome = {"raised": None}
+            today = Celery("today", broker="memory://", set_as_current=False)
+            today.conf.update(task_acks_late=True, worker_prefetch_multiplier=1)
+            emit(old_only=[old.conf.task_acks_late, old.conf.worker_prefetch_multiplier], **outcome,
+                 today=[today.conf.task_acks_late, today.conf.worker_prefetch_multiplier])
+        '''),
+        expect={"old_only": [True, 1], "raised": "ImproperlyConfigured",
+                "message": "Cannot mix new and old setting keys", "today": [True, 1]},
+        packages=("celery",),
+        sources=(("celery/app/utils.py", 42, "Cannot mix new and old setting keys, please rename the"),),
+    ),
+    OldForm(
+        key="celery-worker-dash-a",
+        title="`celery worker -A tasks`",
+        today_title="`celery -A tasks worker`",
+        seen_in="Celery 3 and 4 tutorials, old Dockerfiles and Procfiles",
+        old=_code('''
+            celery worker -A tasks --loglevel=info
+        '''),
+        today=_code('''
+            celery -A tasks worker --loglevel=info
+        '''),
+        what_happens=("The command exits with code 2: `Error: No such option '-A'.`, after Celery's own "
+                      "explanation: \"You are using `-A` as an option of the worker sub-command ... The support for "
+                      "this usage was removed in Celery 5.0. Instead you should use `-A` as a global option\"."),
+        where="notebooks/08_background_work.ipynb, section \"7 · Old forms you will meet online\"",
+        probe=_code('''
+            done = subprocess.run([sys.executable, "-m", "celery", "worker", "-A", "tasks"],
+                                  capture_output=True, text=True, timeout=30)
+            emit(returncode=done.returncode, message=" ".join(done.stderr.split()),
+                 celery_message=" ".join(done.stderr.split()))
+        '''),
+        expect={"returncode": 2, "message": "Error: No such option '-A'.",
+                "celery_message": "The support for this usage was removed in Celery 5.0."},
+        packages=("celery", "click"),
+        sources=(("celery/bin/celery.py", 207, "The support for this usage was removed in Celery 5.0. Instead you should use `{option_name}` as a global option:"),),
+    ),
+    OldForm(
+        key="celery-task-module",
+        title="`from celery.task import task`",
+        today_title="`@app.task` (or `@shared_task` in a reusable library)",
+        seen_in="Celery 3 tutorials (`celery.task`, `celery.decorators`)",
+        old=_code('''
+            from celery.task import task
+
+            @task
+            def send_invoice(order_id): ...
+        '''),
+        today=_code('''
+            from celery import Celery
+
+            app = Celery("tasks", broker=BROKER_URL)
+
+            @app.task
+            def send_invoice(order_id): ...
+        '''),
+        what_happens="`ModuleNotFoundError: No module named 'celery.task'`: the module was removed in Celery 5.0.",
+        where="notebooks/08_background_work.ipynb, section \"7 · Old forms you will meet online\"",
+        probe=_code('''
+            try:
+                from celery.task import task
+            except ImportError as exc:
+                outcome = error(exc)
+            else:
+                outcome = {"raised": None}
+            from celery import Celery, shared_task
+            app = Celery("tasks", broker="memory://", set_as_current=False)
+            @app.task(name="send_invoice")
+            def send_invoice(order_id):
+                return order_id
+            emit(**outcome, today=send_invoice.name, shared=callable(shared_task))
+        '''),
+        expect={"raised": "ModuleNotFoundError", "message": "No module named 'celery.task'",
+                "today": "send_invoice", "shared": True},
+        packages=("celery",),
+    ),
 ]
 
 
@@ -1452,7 +1578,7 @@ def render() -> str:
             "",
             f"Met in {form.seen_in}.",
             "",
-            "```" + ("bash" if form.old.startswith("pip ") else "python"),
+            "```" + ("bash" if is_shell(form.old) else "python"),
             form.old,
             "```",
             "",
@@ -1460,7 +1586,7 @@ def render() -> str:
             "",
             "**Today:**",
             "",
-            "```" + ("bash" if form.today.startswith("pip ") else "python"),
+            "```" + ("bash" if is_shell(form.today) else "python"),
             form.today,
             "```",
             "",

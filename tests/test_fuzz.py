@@ -31,6 +31,8 @@ Fuzzed: see APPS. Not fuzzed, on purpose:
         (needs_multipart.py is one trivial route; forked_maxrss.py is a script)
     notebooks/06_sync_to_async/*.py                  apps whose blocking routes are the lesson (their fixed
         routes are the solution's patterns, and the solution is fuzzed)
+    notebooks/08_background_work/bg_app.py          the "before" app (its /paid task raises on purpose);
+        tasks.py has no HTTP
     raw_connection_global.py, fd_limit.py, two_loops.py, nest_asyncio_demo.py: scripts, not apps
 """
 
@@ -118,8 +120,9 @@ def in_thread(make_app: Callable, env: dict[str, str]) -> Iterator[tuple[str, Ca
 
 
 @contextlib.contextmanager
-def in_subprocess(app: str, app_dir: Path, env: dict[str, str]) -> Iterator[tuple[str, Callable[[], str]]]:
-    with serve_subprocess(app, app_dir=app_dir, env=env, ready_timeout=60) as server:
+def in_subprocess(app: str, app_dir: Path, env: dict[str, str],
+                  extra_args: list[str] | None = None) -> Iterator[tuple[str, Callable[[], str]]]:
+    with serve_subprocess(app, app_dir=app_dir, env=env, ready_timeout=60, extra_args=extra_args) as server:
         yield server.url, server.log
 
 
@@ -192,6 +195,11 @@ def seeded_payments(db: Path) -> str:
     return str(db)
 
 
+def celery_sqlite(tmp: Path, name: str) -> dict[str, str]:
+    """Module 08's apps: a Celery broker and result backend in SQLite files (no worker needed)."""
+    return {"BROKER_URL": f"sqla+sqlite:///{tmp / name}-broker.db", "RESULT_BACKEND": f"db+sqlite:///{tmp / name}-results.db"}
+
+
 def sqlite_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
 
@@ -250,6 +258,11 @@ APPS = [
     App("notebooks/07 streaming", lambda tmp, up: in_subprocess("streaming:app", NB / "07_file_uploads", {})),
     App("notebooks/07 raw_stream", lambda tmp, up: in_subprocess("raw_stream:app", NB / "07_file_uploads", {})),
     App("solutions/06 app", lambda tmp, up: solution06(tmp), in_process=True),
+    # Module 08's APIs without a worker: a POST only puts a message in the SQLite broker.
+    App("solutions/08 app", lambda tmp, up: in_subprocess(
+        "app:app", SOL / "08_background_work", celery_sqlite(tmp, "s08"))),
+    App("notebooks/08 shop_api", lambda tmp, up: in_subprocess(
+        "shop_api:create_app", NB / "08_background_work", celery_sqlite(tmp, "n08"), ["--factory"])),
     App("notebooks/04 state_app", lambda tmp, up: in_subprocess(
         "state_app:app", NB / "04_async_testing", {"DATABASE_URL": sqlite_url(tmp / "n04b.db")})),
 ]
