@@ -183,7 +183,7 @@ def test_five_learners_at_once(hub_factory) -> None:
     # The note: each learner against the one alone.
     base = alone["learner1"]["jobs"]
     NOTE.append(f"hub ready in {hub_ready:.1f} s; 5 servers started at once, all ready in {spawn_seconds:.1f} s; "
-                f"PostgreSQL sections {'ran' if require_pg == '1' else 'SKIPPED (no server)'}; each learner ran the "
+                f"PostgreSQL sections {'ran' if require == '1' else 'SKIPPED (no server)'}; each learner ran the "
                 f"notebook and the grader {'one after the other' if ONE_AFTER_THE_OTHER else 'at the same time'}")
     NOTE.append(f"{'':10} {'notebook 01':>22} {'course check 01':>22} {'CPU (both)':>11}")
     NOTE.append(f"{'alone':10} {base['notebook']['seconds']:>9.1f} s {'':11} {base['check']['seconds']:>9.1f} s {'':11} "
