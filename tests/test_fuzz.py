@@ -62,7 +62,7 @@ from course.server import serve_in_thread, serve_subprocess, stop_process
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT / ".venv-test" / "bin"
 FUZZ = ROOT / "tests" / "tools" / "fuzz.py"
-MAX_EXAMPLES = 50   # per operation and phase
+MAX_EXAMPLES = 30   # per operation and phase (50: 4448 cases instead of 3030, no more found, 17 s more)
 TOOL_DEADLINE = 150  # seconds for the whole fuzz run, every app (schemathesis needs about 25-30 s of CPU)
 
 pytestmark = pytest.mark.slow
