@@ -14,7 +14,7 @@ import psutil
 __all__ = [
     "processes_with_env",
     "pool_status", "ConnectionCounter", "open_files", "open_file_count", "tcp_connections",
-    "peak_rss_mib", "MemorySampler",
+    "peak_rss_mib", "rss_mib", "reset_peak_rss", "MemorySampler",
 ]
 
 
@@ -119,16 +119,32 @@ def tcp_connections(pid: int | None = None, *, remote_port: int | None = None, s
     return count
 
 
-def peak_rss_mib(pid: int) -> float:
-    """Peak resident memory of a *running* process (VmHWM), in MiB.
+def _status_mib(pid: int | None, key: str) -> float:
+    """A memory line of ``/proc/<pid>/status`` (``VmHWM``, ``VmRSS``), in MiB."""
+    pid = pid or os.getpid()
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {key} for pid {pid}")
+
+
+def peak_rss_mib(pid: int | None = None) -> float:
+    """Peak resident memory of a *running* process (VmHWM), in MiB (default: this process).
 
     Use this, not ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss``: a forked child inherits
     its parent's high-water mark.
     """
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmHWM for pid {pid}")
+    return _status_mib(pid, "VmHWM")
+
+
+def rss_mib(pid: int | None = None) -> float:
+    """Current resident memory (VmRSS) of a process, in MiB (default: this process)."""
+    return _status_mib(pid, "VmRSS")
+
+
+def reset_peak_rss(pid: int | None = None) -> None:
+    """Reset a process's peak (VmHWM) to its current RSS: ``echo 5 > /proc/<pid>/clear_refs`` (Linux 4.0+)."""
+    Path(f"/proc/{pid or os.getpid()}/clear_refs").write_text("5")
 
 
 @dataclass

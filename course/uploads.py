@@ -1,8 +1,8 @@
-"""Upload plumbing for module 07: big CSV files made fast, a server's peak memory, and an upload
+"""Upload plumbing for module 07: big CSV files made fast, uploads sent from disk, and an upload
 that stops as soon as the server answers.
 
     info = write_csv(path, size=100 * 2**20)          # ~100 MiB of product rows, in well under a second
-    reset_peak_rss(server.pid)                         # VmHWM := current RSS (Linux 4.0+)
+    reset_peak_rss(server.pid)                         # VmHWM := current RSS (course.probes)
     response = await upload_file(server.url + "/import", info.path)
     peak_rss_mib(server.pid)                           # the peak during the upload (course.probes)
     answer = send_until_answered(server.url + "/import", size=24 * 2**20, chunked=True)
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Iterator, Mapping
 from urllib.parse import urlsplit
 
-__all__ = ["HEADER", "CsvFile", "write_csv", "csv_rows", "csv_bytes", "reset_peak_rss", "rss_mib", "upload_file",
+__all__ = ["HEADER", "CsvFile", "write_csv", "csv_rows", "csv_bytes", "upload_file",
            "send_until_answered", "Answer", "post_file_as_body", "multipart_head", "multipart_tail"]
 
 HEADER = "sku,name,price_cents,description\n"
@@ -112,21 +112,6 @@ def csv_bytes(rows: int, *, description_chars: int = 200, bad: Mapping[int, str]
     for line_no, text in (bad or {}).items():
         lines[line_no - 1] = text if text.endswith("\n") else text + "\n"
     return "".join(lines).encode()
-
-
-# --- memory -------------------------------------------------------------------------------------------
-
-def reset_peak_rss(pid: int | None = None) -> None:
-    """Reset a process's peak RSS (VmHWM) to its current RSS: ``echo 5 > /proc/<pid>/clear_refs``."""
-    Path(f"/proc/{pid or os.getpid()}/clear_refs").write_text("5")
-
-
-def rss_mib(pid: int | None = None) -> float:
-    """Current resident memory (VmRSS) of a process, in MiB."""
-    for line in Path(f"/proc/{pid or os.getpid()}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
 # --- sending ------------------------------------------------------------------------------------------

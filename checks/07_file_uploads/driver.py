@@ -89,9 +89,8 @@ def malformed_file(path: Path, bad) -> Path:
 async def serve_and_send(d: Driver, module, db: Path, files: dict[str, Path]) -> None:
     import httpx
 
-    from course.probes import peak_rss_mib
+    from course.probes import peak_rss_mib, reset_peak_rss, rss_mib
     from course.server import serve_in_thread
-    from course.uploads import reset_peak_rss, rss_mib
 
     with d.stage("startup", limit=10, doing="starting the app (the lifespan, up to its yield)"):
         server_cm = serve_in_thread(module.app, timeout_graceful_shutdown=2, ready_timeout=8)
