@@ -184,14 +184,9 @@ def probe_int64_limits(url: str) -> tuple[int, list[dict]]:
 
 
 def seeded_payments(db: Path) -> str:
-    """Module 05's payments database: users (with an internal password hash) and another table."""
-    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
-        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL UNIQUE, "
-                     "password_hash TEXT NOT NULL, balance_cents INTEGER NOT NULL)")
-        conn.execute("CREATE TABLE api_keys (id INTEGER PRIMARY KEY, service TEXT NOT NULL, secret TEXT NOT NULL)")
-        conn.executemany("INSERT INTO users VALUES (?, ?, ?, ?, ?)",
-                         [(1, "Ann", "ann@example.com", "h1", 10000), (2, "Bob", "bob@example.com", "h2", 2000)])
-        conn.execute("INSERT INTO api_keys VALUES (1, 'card-processor', 'sk')")
+    """Module 05's payments database, seeded as its checks seed it (users with balances and password
+    hashes, and another table an injection could read): the driver's own ``seed``."""
+    course.import_file(ROOT / "checks" / "05_function_to_endpoint" / "driver.py").seed(db)
     return str(db)
 
 
