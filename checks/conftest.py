@@ -1,4 +1,12 @@
-"""Shared by every check suite: ``--target`` says which folder to grade."""
+"""Shared by every check suite: ``--target`` says which folder to grade, and ``report`` runs the
+suite's driver once against it.
+
+A suite names its module and, if it differs from the defaults, how its driver runs::
+
+    MODULE = "03_partial_updates"
+    WHAT = "importing app.py and serving it under uvicorn"   # the Got line when the driver dies
+    DRIVER_TIMEOUT = 45                                      # seconds (default 60)
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from course.grading.checking import run_driver
 from course.grading.grader import resolve_target
 from course.manifest import find_module
 
@@ -23,6 +32,15 @@ def target(request: pytest.FixtureRequest) -> Path:
     if not path.is_dir():
         pytest.fail(f"nothing to grade: {path} is not a folder", pytrace=False)
     return path
+
+
+@pytest.fixture(scope="module")
+def report(request: pytest.FixtureRequest, target: Path) -> dict:
+    """The driver's report (``driver.py`` beside the suite), run once per suite."""
+    suite = request.module
+    driver = getattr(suite, "DRIVER", Path(suite.__file__).with_name("driver.py"))
+    return run_driver(driver, target, timeout=getattr(suite, "DRIVER_TIMEOUT", 60),
+                      what=getattr(suite, "WHAT", "your code, run by the checks"))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

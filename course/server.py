@@ -32,7 +32,8 @@ from typing import Any, Iterator
 
 import httpx
 
-__all__ = ["ThreadServer", "ProcessServer", "serve_in_thread", "serve_subprocess", "free_port"]
+__all__ = ["ThreadServer", "ProcessServer", "ServerErrors", "REQUEST_HEADER", "serve_in_thread", "serve_subprocess",
+           "free_port"]
 
 
 def free_port() -> int:
@@ -42,50 +43,143 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _app_line(exc: BaseException) -> str | None:
-    """The last line of the app's own code (not a library's, not the course's) in the traceback
-    of ``exc`` or of the exceptions it wraps: where a learner should look."""
-    import traceback
-
-    libraries = tuple({os.path.dirname(os.__file__), sys.prefix, sys.base_prefix, os.path.dirname(__file__)})
-    found = None
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        for frame in traceback.extract_tb(exc.__traceback__):
-            if not frame.filename.startswith(libraries) and not frame.filename.startswith("<"):
-                found = f"{Path(frame.filename).name} line {frame.lineno}" + (f": {frame.line.strip()}" if frame.line else "")
-        exc = exc.__cause__ or exc.__context__
-    return found
+REQUEST_HEADER = "x-course-request"
+"""A request carrying this header has its server errors filed under the header's value
+(:meth:`ServerErrors.for_request`): exact even when requests run at once."""
 
 
-class _ExceptionCollector(logging.Handler):
-    """Collects the exceptions uvicorn logs (``Exception in ASGI application``)."""
+class ServerErrors:
+    """What the app raised while it served, readable before, during and after the server's block.
 
-    def __init__(self, thread_name: str) -> None:
+    Exceptions are caught where they leave the app (an ASGI wrapper around it, so the app's own
+    line is known and no log line is parsed) and filed under the request that caused them; what
+    uvicorn logs at ERROR without an exception ("Application startup failed", a graceful shutdown
+    that timed out) is filed too. Every request's end is recorded, so a caller can *wait* until
+    the app is done with a request instead of sleeping and hoping the 500's exception is in.
+
+    ``counts`` is ``"module.Type: message" -> n`` (the innermost exception of each chain), the
+    shape notebooks read as ``server.errors``; ``where`` gives each text's line in the app.
+    ``folder``: whose lines are "the app's own" (default: any file outside the standard library,
+    installed packages and the course).
+    """
+
+    def __init__(self, folder: str | os.PathLike | None = None) -> None:
+        self.folder = folder
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.where: dict[str, str] = {}
+        self.entries: list[tuple[str | None, str]] = []  # (request id, "Type: message (app.py line N: code)")
+        self._done: set[str] = set()
+        self._callbacks: dict[str, list[Any]] = {}
+        self._cond = threading.Condition()
+        self.loop: Any = None  # the server's event loop, once the app has been called
+
+    # filing ---------------------------------------------------------------------------------------
+    def add_exception(self, exc: BaseException, request_id: str | None = None) -> None:
+        from course.tracebacks import exception_line, innermost, where
+
+        inner = innermost(exc)
+        key = f"{type(inner).__module__}.{type(inner).__qualname__}: {inner}"
+        line = exception_line(exc, self.folder)
+        place = where(exc, self.folder)
+        with self._cond:
+            self.counts[key] += 1
+            if place:
+                self.where.setdefault(key, place)
+            self.entries.append((request_id, line))
+            self._cond.notify_all()
+
+    def add_message(self, text: str, request_id: str | None = None) -> None:
+        with self._cond:
+            self.counts[text] += 1
+            self.entries.append((request_id, text))
+            self._cond.notify_all()
+
+    def request_done(self, request_id: str) -> None:
+        with self._cond:
+            self._done.add(request_id)
+            callbacks = self._callbacks.pop(request_id, [])
+            self._cond.notify_all()
+        for callback in callbacks:
+            callback()
+
+    def when_done(self, request_id: str, callback: Any) -> None:
+        """Call ``callback()`` (from the server's thread) once the app is done with the request."""
+        with self._cond:
+            if request_id not in self._done:
+                self._callbacks.setdefault(request_id, []).append(callback)
+                return
+        callback()
+
+    # reading --------------------------------------------------------------------------------------
+    def mark(self) -> int:
+        """A point in time: pass it to :meth:`since`."""
+        with self._cond:
+            return len(self.entries)
+
+    def since(self, mark: int = 0) -> list[str]:
+        """Everything filed after ``mark``, in order (with the app's line)."""
+        with self._cond:
+            return [text for _, text in self.entries[mark:]]
+
+    def for_request(self, request_id: str) -> list[str]:
+        with self._cond:
+            return [text for rid, text in self.entries if rid == request_id]
+
+    def wait_done(self, request_id: str, timeout: float = 2.0) -> bool:
+        """Wait until the app has finished the request (its exception, if any, is filed by then):
+        after a 500 the client can have its answer before the exception has left the app."""
+        with self._cond:
+            return self._cond.wait_for(lambda: request_id in self._done, timeout)
+
+    def describe(self, since: collections.Counter | None = None) -> str:
+        """The exceptions (those after ``since``, a copy of ``counts``), each with the app's line."""
+        with self._cond:
+            new = self.counts - (since or collections.Counter())
+            return "; ".join(f"{text}" + (f" ({self.where[text]})" if text in self.where else "")
+                             + (f" x{n}" if n > 1 else "") for text, n in new.items())
+
+
+class _Recording:
+    """The ASGI wrapper that files what leaves the app in a :class:`ServerErrors`."""
+
+    def __init__(self, app: Any, errors: ServerErrors) -> None:
+        self.app, self.errors = app, errors
+
+    def __getattr__(self, name: str) -> Any:  # app.state, app.routes, ... of the wrapped app
+        return getattr(self.app, name)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        import asyncio
+
+        self.errors.loop = asyncio.get_running_loop()
+        request_id = None
+        if scope.get("type") == "http":
+            header = REQUEST_HEADER.encode()
+            request_id = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == header), None)
+        try:
+            await self.app(scope, receive, send)
+        except BaseException as exc:
+            self.errors.add_exception(exc, request_id)
+            raise
+        finally:
+            if request_id is not None:
+                self.errors.request_done(request_id)
+
+
+class _LoggedErrors(logging.Handler):
+    """uvicorn's ERROR lines that carry no exception of the app's (those arrive through the wrapper)."""
+
+    def __init__(self, thread_name: str, errors: ServerErrors) -> None:
         super().__init__(level=logging.ERROR)
-        self.thread_name = thread_name  # only this server's thread: two servers may run at once
-        self.texts: collections.Counter[str] = collections.Counter()
-        self.where: dict[str, str] = {}  # error text -> "app.py line 42: the line" (the app's own code)
+        self.thread_name, self.errors = thread_name, errors  # only this server's thread: two may run at once
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.threadName != self.thread_name:
+        if record.threadName != self.thread_name or record.exc_info:
             return
-        if record.exc_info and record.exc_info[1] is not None:
-            exc = record.exc_info[1]
-            # The innermost cause is the one a learner should read.
-            while exc.__cause__ is not None or exc.__context__ is not None:
-                nxt = exc.__cause__ or exc.__context__
-                if nxt is None or nxt is exc:
-                    break
-                exc = nxt
-            key = f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"
-            self.texts[key] += 1
-            where = _app_line(record.exc_info[1])
-            if where:
-                self.where.setdefault(key, where)
-        else:
-            self.texts[record.getMessage()] += 1
+        text = record.getMessage()
+        if "Traceback (most recent call last)" in text:  # a failed lifespan, already filed as an exception
+            return
+        self.errors.add_message(text)
 
 
 @dataclass
@@ -97,17 +191,16 @@ class ThreadServer:
     server: Any
     thread: threading.Thread
     errors: collections.Counter = field(default_factory=collections.Counter)
-    """Exceptions the app raised while serving, as ``"module.Type: message" -> count``. uvicorn logs
-    an exception just after it sent the 500, so read them once the ``with`` block has ended (or wait
-    a moment): inside the block the last one may not be counted yet."""
+    """Exceptions the app raised while serving, as ``"module.Type: message" -> count``, counted
+    when they leave the app (the server's :class:`ServerErrors` can wait for a request's)."""
     error_lines: dict = field(default_factory=dict)
     """For each of ``errors``: the app's own line where it was raised (``"app.py line 42: ..."``)."""
+    recorded: ServerErrors | None = None
+    """Everything filed, by request (see :class:`ServerErrors`)."""
 
     def describe_errors(self, since: collections.Counter | None = None) -> str:
         """The server's exceptions (those after ``since``), each with the app's line: for a Got line."""
-        new = self.errors - (since or collections.Counter())
-        return "; ".join(f"{text}" + (f" ({self.error_lines[text]})" if text in self.error_lines else "")
-                         + (f" x{n}" if n > 1 else "") for text, n in new.items())
+        return self.recorded.describe(since) if self.recorded else ""
 
 
 @contextlib.contextmanager
@@ -118,13 +211,15 @@ def serve_in_thread(
     ready_timeout: float = 10.0,
     stop_timeout: float = 10.0,
     quiet_errors: bool = True,
+    errors: ServerErrors | None = None,
     **config: Any,
 ) -> Iterator[ThreadServer]:
     """Serve ``app`` with uvicorn in a background thread on 127.0.0.1 and a free port.
 
     The app's lifespan runs (startup before the block, shutdown after it). Exceptions the
     app raises are collected in ``server.errors``; with ``quiet_errors`` their tracebacks are
-    not printed (the notebook shows the collected texts instead).
+    not printed (the notebook shows the collected texts instead). Pass your own ``errors`` to
+    read them also when startup fails (the block is never entered then) or after the block.
     """
     import uvicorn
 
@@ -135,15 +230,17 @@ def serve_in_thread(
     # log_config=None: uvicorn must not reconfigure logging (its dictConfig would drop our collector
     # and, in a notebook, the kernel's own handlers).
     config.setdefault("log_config", None)
-    cfg = uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level, lifespan="on", **config)
+    recorded = errors if errors is not None else ServerErrors()
+    cfg = uvicorn.Config(_Recording(app, recorded), host="127.0.0.1", port=port, log_level=log_level,
+                         lifespan="on", **config)
     server = uvicorn.Server(cfg)
     # uvicorn (re)configures logging in Config(); attach the collector afterwards.
     thread_name = f"uvicorn-{port}"
-    collector = _ExceptionCollector(thread_name)
+    collector = _LoggedErrors(thread_name, recorded)
     err_logger = logging.getLogger("uvicorn.error")
     # Other servers' collectors stay attached (each only counts its own thread's records).
     saved_propagate = err_logger.propagate
-    saved_handlers = [h for h in err_logger.handlers if not isinstance(h, _ExceptionCollector)]
+    saved_handlers = [h for h in err_logger.handlers if not isinstance(h, _LoggedErrors)]
     if quiet_errors:
         err_logger.propagate = False
         for h in saved_handlers:
@@ -164,7 +261,7 @@ def serve_in_thread(
         deadline = time.monotonic() + ready_timeout
         while not server.started:
             if failure or not thread.is_alive():
-                logged = "; ".join(collector.texts)
+                logged = "; ".join(recorded.since())
                 raise RuntimeError(
                     f"uvicorn did not start: {failure[0]!r}" if failure else "uvicorn stopped during startup: "
                     + (logged or "did the app's lifespan raise? see the log above")
@@ -174,7 +271,7 @@ def serve_in_thread(
                                    "(the lifespan never reached its yield)")
             time.sleep(0.005)
         yield ThreadServer(url=f"http://127.0.0.1:{port}", port=port, server=server, thread=thread,
-                           errors=collector.texts, error_lines=collector.where)
+                           errors=recorded.counts, error_lines=recorded.where, recorded=recorded)
         ok = True
     finally:
         server.should_exit = True

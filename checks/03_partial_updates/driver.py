@@ -8,11 +8,10 @@ serves it with uvicorn on 127.0.0.1, sends PATCH requests with partial bodies, e
 wrong types and an unknown id, and reads each row back from the database before and after. It
 never judges: the checks read the report.
 
-Every request's result is {"request", "status", "body", "json", "server_error", "before", "after",
-"writes"}: status None when there was no answer; json the parsed body (None if not JSON);
-server_error the exception the server logged with the app's line ("" if none); before/after the
-row read straight from the database (None: no such row); writes the columns the app's UPDATEs
-named during the request, in order.
+Every request's result is the serving stage's answer record (course.grading.serving.Answer:
+"request", "status", "body", "json", "seconds", "server_error") plus "sent" (the JSON body sent),
+"before"/"after" (the row read straight from the database; None: no such row) and "writes" (the
+columns the app's UPDATEs named during the request, in order).
 
 Report keys (each check names the ones it needs with ``require``):
 
@@ -24,75 +23,53 @@ Report keys (each check names the ones it needs with ``require``):
     empty          PATCH /users/4 {}
     missing        PATCH /users/999 {"city": "Lyon"}
     wrong_types    PATCH /users/5 with {"city": 42}, {"name": ["Ada"]}, ["city"], {"phone": {"number": "1"}}
-    stopped_cleanly  True once the server stopped
+    together       [PATCH /users/6 {"city": "Oslo"}, PATCH /users/6 {"phone": "+47 2200 0000"}] sent at once,
+                   plus "row": user 6 as stored afterwards
+    after_refusal  [PATCH /users/6 {"name": null}, PATCH /users/6 {"name": "Don Knuth"}], one after the other
+    stops          the serving stage's stop (SIGTERM): see course.grading.serving
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import json
 from pathlib import Path
 
 from course.grading.checking import Driver
 
-CLIENT_TIMEOUT = 8  # seconds a client waits for an answer
-SETTLE = 0.02       # seconds after an answer: the server logs its exception, a late commit lands
+NOT_SENT = object()
 
 
 async def exercise_app(d: Driver, module, db: Path) -> None:
-    import httpx
-
     from course.partial import column_writes, read_user
-    from course.server import serve_in_thread
 
-    with d.stage("startup", limit=10, doing="starting the app (the lifespan, up to its yield)"):
-        server_cm = serve_in_thread(module.app, timeout_graceful_shutdown=2, ready_timeout=8)
-        server = server_cm.__enter__()
-    try:
+    async def call(svc, method: str, user_id: int, body=NOT_SENT) -> dict:
+        """One request, with the row before and after and the columns its UPDATEs wrote."""
+        before = read_user(db, user_id)
+        column_writes(db)  # clear the audit
+        result = await (svc.send(method, f"/users/{user_id}") if body is NOT_SENT else
+                        svc.send(method, f"/users/{user_id}", json=body))
+        return {**result, "sent": None if body is NOT_SENT else body, "before": before,
+                "after": read_user(db, user_id), "writes": [column for _, column in column_writes(db)]}
+
+    with d.serve(module.app) as svc:
         with d.stage("requests", limit=30, doing="answering the checks' requests"):
-            async with httpx.AsyncClient(base_url=server.url, timeout=CLIENT_TIMEOUT,
-                                         limits=httpx.Limits(max_keepalive_connections=0)) as client:
-
-                async def call(method: str, user_id: int | str, body=None) -> dict:
-                    """One request's result, with the row before and after; a failure is recorded, never
-                    raised, so one broken request does not hide the others."""
-                    path = f"/users/{user_id}"
-                    shown = f"{method} {path}" + ("" if method == "GET" else f" {json.dumps(body)}")
-                    before = read_user(db, user_id) if isinstance(user_id, int) else None
-                    column_writes(db)  # clear the audit
-                    errors_before = collections.Counter(server.errors)
-                    result: dict = {"request": shown}
-                    try:
-                        r = await client.request(method, path, **({} if method == "GET" else {"json": body}))
-                        result.update(status=r.status_code, body=r.text[:400])
-                        try:
-                            result["json"] = r.json()
-                        except ValueError:
-                            result["json"] = None
-                    except httpx.HTTPError as exc:
-                        result.update(status=None, body=f"no answer: {type(exc).__name__}: {exc}"[:300], json=None)
-                    await asyncio.sleep(SETTLE)
-                    result["server_error"] = server.describe_errors(errors_before)
-                    result["before"] = before
-                    result["after"] = read_user(db, user_id) if isinstance(user_id, int) else None
-                    result["writes"] = [column for _, column in column_writes(db)]
-                    return result
-
-                d.report["get"] = await call("GET", 1)
-                d.report["one_field"] = await call("PATCH", 1, {"city": "Lyon"})
-                d.report["two_fields"] = await call("PATCH", 1, {"name": "Ada King", "phone": "+44 20 7946 0999"})
-                d.report["clear_phone"] = await call("PATCH", 2, {"phone": None})
-                d.report["null_required"] = [await call("PATCH", 3, {"email": None}),
-                                             await call("PATCH", 3, {"name": None, "city": "Paris"})]
-                d.report["empty"] = await call("PATCH", 4, {})
-                d.report["missing"] = await call("PATCH", 999, {"city": "Lyon"})
-                d.report["wrong_types"] = [await call("PATCH", 5, body) for body in
-                                           ({"city": 42}, {"name": ["Ada"]}, ["city"], {"phone": {"number": "1"}})]
-    finally:
-        with d.stage("shutdown", limit=10, doing="stopping the app (the lifespan after its yield)"):
-            server_cm.__exit__(None, None, None)
-    d.report["stopped_cleanly"] = True
+            d.report["get"] = await call(svc, "GET", 1)
+            d.report["one_field"] = await call(svc, "PATCH", 1, {"city": "Lyon"})
+            d.report["two_fields"] = await call(svc, "PATCH", 1, {"name": "Ada King", "phone": "+44 20 7946 0999"})
+            d.report["clear_phone"] = await call(svc, "PATCH", 2, {"phone": None})
+            d.report["null_required"] = [await call(svc, "PATCH", 3, {"email": None}),
+                                         await call(svc, "PATCH", 3, {"name": None, "city": "Paris"})]
+            d.report["empty"] = await call(svc, "PATCH", 4, {})
+            d.report["missing"] = await call(svc, "PATCH", 999, {"city": "Lyon"})
+            d.report["wrong_types"] = [await call(svc, "PATCH", 5, body) for body in
+                                       ({"city": 42}, {"name": ["Ada"]}, ["city"], {"phone": {"number": "1"}})]
+            # Two clients change different fields of one user at the same moment.
+            bodies = ({"city": "Oslo"}, {"phone": "+47 2200 0000"})
+            together = await svc.together(*(svc.send("PATCH", "/users/6", json=b) for b in bodies))
+            d.report["together"] = {"answers": [{**a, "sent": b} for a, b in zip(together, bodies)],
+                                    "row": read_user(db, 6)}
+            d.report["after_refusal"] = [await call(svc, "PATCH", 6, {"name": None}),
+                                         await call(svc, "PATCH", 6, {"name": "Don Knuth"})]
 
 
 def main(d: Driver) -> None:
@@ -102,9 +79,7 @@ def main(d: Driver) -> None:
 
     db = d.scratch / "users.db"
     os.environ["DATABASE_URL"] = create_users(db)
-    with d.stage("import", limit=10, doing="importing app.py",
-                 hint="run `python -c 'import app'` in your exercise folder and read the first error."):
-        module = d.import_learner("app.py", needs="app")
+    module = d.import_stage("app.py")
     asyncio.run(exercise_app(d, module, db))
 
 

@@ -47,7 +47,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterator, Mapping
 
-__all__ = ["Unmet", "expect", "describe", "require", "nothing_left_running", "run_driver", "Driver", "DriverError", "learner_error",
+__all__ = ["Unmet", "expect", "describe", "require", "answer", "stops_by_itself", "nothing_left_running", "run_driver", "Driver", "DriverError", "learner_error",
            "REPORT_MARKER", "STAGE_MARKER", "RUN_MARKER_ENV", "SCRATCH_ENV"]
 
 REPORT_MARKER = "COURSE-DRIVER-REPORT:"
@@ -112,9 +112,37 @@ def require(report: Mapping[str, Any], *keys: str,
     return values[0] if len(values) == 1 else values
 
 
+def answer(result: Mapping[str, Any]) -> str:
+    """A recorded request's answer as the learner reads it in a Got line: the status and body (or
+    why there was none), and what the server raised meanwhile, with the line of the app."""
+    text = f"{result['status']}: {result['body']}" if result.get("status") is not None else str(result.get("body"))
+    return text + (f"; the server raised {result['server_error']}" if result.get("server_error") else "")
+
+
+def stops_by_itself(report: Mapping[str, Any]) -> None:
+    """Every serving stage stopped the app with a signal, as production does: the server must exit by
+    itself within a few seconds, and no thread of the learner's code may keep the process alive."""
+    for stop in report.get("stops") or []:
+        signal_name, label = stop["signal"], stop["label"]
+        called = f"{signal_name} to the server running {label} (what `kill`, Ctrl+C or a container stop sends)"
+        expect(stop["exited"], called=called, expected=f"the server stops by itself within {stop['within']:g} s",
+               got=f"still running {stop['within']:g} s later" + (f"; waiting at {stop['stuck_at']}" if stop["stuck_at"] else "")
+                   + (f"; the server logged: {'; '.join(stop['errors'])}" if stop.get("errors") else ""),
+               hint="after the lifespan's yield, everything must finish: a task you started needs .cancel() "
+                    "before you await it; a loop needs a way to end.")
+        threads = stop["threads"]
+        expect(not threads, called=called, expected="no thread of your code still running once the server stopped "
+                                                    "(the process could not exit)",
+               got=lambda: "; ".join(f"thread '{t['name']}'" + (f" started at {t['started_at']}" if t["started_at"] else "")
+                                     for t in threads),
+               hint="a thread of your own must end when the app stops: stop it after the lifespan's yield (an "
+                    "Event it checks) and join it, or make it a daemon if losing its work is fine.")
+
+
 def nothing_left_running(report: Mapping[str, Any]) -> None:
-    """The expectation every suite has: no process the learner's code started outlives the grading
-    (:func:`run_driver` stopped them and listed them)."""
+    """The expectation every suite has: the app stops by itself on SIGTERM, and no thread or process
+    the learner's code started outlives it (:func:`run_driver` stopped the processes and listed them)."""
+    stops_by_itself(report)
     left = report.get("leftover_processes") or []
     expect(not left, called="your code, after the app stopped and the checks ended",
            expected="no process your code started is still running",
@@ -128,16 +156,9 @@ def nothing_left_running(report: Mapping[str, Any]) -> None:
 def learner_error(exc: BaseException, folder: str | os.PathLike | None = None) -> str:
     """``NameError: name 'x' is not defined (app.py line 12: x + 1)``: the exception and the last
     line of the learner's own files (those under ``folder``) in its traceback."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    base = str(Path(folder).resolve()) + os.sep if folder else None
-    mine = [f for f in frames if base and str(Path(f.filename).resolve()).startswith(base)]
-    where = ""
-    if mine:
-        f = mine[-1]
-        where = f" ({Path(f.filename).name} line {f.lineno}" + (f": {f.line.strip()}" if f.line else "") + ")"
-    text = str(exc).strip().splitlines()
-    first = text[0][:300] if text else ""
-    return f"{type(exc).__name__}" + (f": {first}" if first else "") + where
+    from course.tracebacks import exception_line
+
+    return exception_line(exc, folder, inner=False)
 
 
 class DriverError(Exception):
@@ -161,6 +182,8 @@ class Driver:
         self._lock = threading.Lock()
         self._emitted = False
         self.logged: list[str] = []  # ERROR log lines of this process (what uvicorn says before it exits)
+        self.threads_before: set[int | None] | None = None  # threads alive before the learner's code was imported
+        self.thread_starts: dict[int | None, str] = {}  # thread ident -> the learner's line that started it
 
     # stages ---------------------------------------------------------------------------------------
     @property
@@ -232,6 +255,8 @@ class Driver:
             raise DriverError(f"there is no {filename} in {self.target}",
                               hint="grade the exercise folder (course check NN) or a folder laid out like it.")
         name = module_name or path.stem
+        if self.threads_before is None:
+            self.threads_before = {t.ident for t in threading.enumerate()}
         if str(self.target) not in sys.path:
             sys.path.insert(0, str(self.target))
         os.chdir(self.scratch)  # a stray relative database file lands in the scratch folder
@@ -247,6 +272,21 @@ class Driver:
                                   hint=f"keep the name `{attr}` from the exercise: the checks look for it by name.")
         return module
 
+    def import_stage(self, filename: str = "app.py", *, needs: str | tuple[str, ...] = "app", limit: float = 10,
+                     module_name: str | None = None, doing: str | None = None) -> ModuleType:
+        """The import stage most drivers start with: :meth:`import_learner` under a time limit, with the
+        hint every learner needs when their file does not import."""
+        stem = Path(filename).stem
+        with self.stage("import", limit=limit, doing=doing or f"importing {filename}",
+                        hint=f"run `python -c 'import {stem}'` in your exercise folder and read the first error."):
+            return self.import_learner(filename, needs=needs, module_name=module_name)
+
+    def serve(self, app: Any, **kwargs: Any) -> Any:
+        """The serving stage: startup, the block, a stop by SIGTERM (course.grading.serving.serve)."""
+        from course.grading.serving import serve
+
+        return serve(self, app, **kwargs)
+
     @classmethod
     def main(cls, body: Callable[["Driver"], Any]) -> None:
         """The driver script's entry point: ``python driver.py TARGET``. Runs ``body(driver)``, then
@@ -256,6 +296,9 @@ class Driver:
         scratch.mkdir(parents=True, exist_ok=True)
         driver = cls(target, scratch)
         _record_errors(driver.logged)
+        from course.grading.serving import record_thread_starts
+
+        record_thread_starts(driver)
         threading.Thread(target=driver._watch, name="course-stage-watchdog", daemon=True).start()
         try:
             body(driver)
