@@ -1,8 +1,9 @@
 """OLD_FORMS.md is true: every old form is run against the pinned versions and does what the page says.
 
-Each probe (course/oldforms.py) runs in a subprocess of this interpreter and prints one JSON line;
-the test checks it against the entry's `expect`. The probes of the selected tests start together,
-two at a time, when the first of them needs its result, so the file takes about half the sum.
+Each probe (course/oldforms/forms/<key>.py, dashes as underscores) runs in a subprocess of this
+interpreter and prints one JSON line; the test checks it against `expect` in the form's .yml. The
+probes of the selected tests start together, two at a time, when the first of them needs its
+result, so the file takes about half the sum.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import ast
 import functools
 import re
+import subprocess
+import sys
 import textwrap
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -56,8 +59,8 @@ def test_probe(key: str, probe_results: dict[str, Future]) -> None:
     problems = oldforms.check(form.expect, outcome)
     assert not problems, (
         f"{key}: the old form no longer behaves as OLD_FORMS.md says.\n  " + "\n  ".join(problems)
-        + f"\nSee what it does now: python -m course.oldforms --check {key}; fix the entry in course/oldforms.py "
-        f"(what_happens, expect), then: {oldforms.REGENERATE}")
+        + f"\nSee what it does now: python -m course.oldforms --check {key}; fix {form.probe.with_suffix('.yml')} "
+        f"(what_happens, expect) or its probe {form.probe.name}, then: {oldforms.REGENERATE}")
 
 
 @pytest.mark.parametrize("key", list(BY_KEY))
@@ -85,10 +88,55 @@ def test_snippets_are_python(key: str) -> None:
 
 def test_entries_are_complete() -> None:
     for form in FORMS:
-        empty = [name for name in ("title", "today_title", "seen_in", "old", "today", "what_happens", "where", "probe")
+        empty = [name for name in ("title", "today_title", "seen_in", "old", "today", "what_happens", "where")
                  if not getattr(form, name).strip()]
         assert not empty, f"{form.key}: empty {empty}"
         assert form.expect, f"{form.key}: expect asserts nothing"
+
+
+def test_every_form_file_is_on_the_page() -> None:
+    """order.txt lists every form once, and each listed form has its .yml and its probe."""
+    listed = [key.replace("-", "_") for key in oldforms.keys()]
+    on_disk = {path.stem for path in oldforms.FORMS_DIR.iterdir() if path.suffix in (".yml", ".py")}
+    assert len(listed) == len(set(listed)), "order.txt lists a form twice"
+    assert on_disk == set(listed), (f"files of no form in order.txt: {sorted(on_disk - set(listed))}; "
+                                    f"forms in order.txt without files: {sorted(set(listed) - on_disk)}")
+    missing = [f"{stem}{suffix}" for stem in listed for suffix in (".yml", ".py")
+               if not (oldforms.FORMS_DIR / f"{stem}{suffix}").exists()]
+    assert not missing, f"missing in {oldforms.FORMS_DIR}: {missing}"
+
+
+def _kit_names() -> set[str]:
+    tree = ast.parse((oldforms.HERE / "probekit.py").read_text())
+    return {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+
+
+@pytest.mark.parametrize("key", list(BY_KEY))
+def test_probe_is_a_script(key: str) -> None:
+    """A probe imports only what probekit defines, emits its outcome, and runs pytest only through
+    probekit.run_pytest (course.pytest_runner), never a subprocess of its own."""
+    tree = ast.parse(BY_KEY[key].probe.read_text(), str(BY_KEY[key].probe))
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module == "probekit"
+                for alias in node.names}
+    assert "emit" in imported, f"{key}: the probe never imports emit, so it prints no outcome"
+    assert imported <= _kit_names(), f"{key}: probekit has no {sorted(imported - _kit_names())}"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("run", "Popen"):
+            words = {arg.value for arg in ast.walk(node) if isinstance(arg, ast.Constant)}
+            assert "pytest" not in words, f"{key}, line {node.lineno}: start pytest with probekit.run_pytest"
+
+
+def test_load_reads_and_rejects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A form's .yml: a newer Python's override applies, an unknown field is an error that names it."""
+    fields = "".join(f"{name}: x\n" for name in ("title", "today_title", "seen_in", "old", "today", "what_happens", "where"))
+    (tmp_path / "some_form.yml").write_text(fields + "expect: {a: 1, b: 1}\n"
+                                             "expect_from_python: {'3.0': {a: 2}, '99.0': {b: 3}}\n")
+    (tmp_path / "typo_form.yml").write_text(fields + "expect: {a: 1}\nexpected: {a: 2}\n")
+    monkeypatch.setattr(oldforms, "FORMS_DIR", tmp_path)
+    form = oldforms.load("some-form")
+    assert form.expect == {"a": 2, "b": 1} and form.probe == tmp_path / "some_form.py"
+    with pytest.raises(ValueError, match=r"typo_form.yml: .*unknown fields \['expected'\]"):
+        oldforms.load("typo-form")
 
 
 @functools.lru_cache(maxsize=None)
@@ -121,7 +169,7 @@ def test_the_page_is_generated_from_the_data() -> None:
     page = oldforms.PAGE
     assert page.exists(), f"OLD_FORMS.md is missing; create it with: {oldforms.REGENERATE}"
     assert page.read_text() == oldforms.render(), (
-        "OLD_FORMS.md differs from course/oldforms.py (data or pinned versions changed). "
+        "OLD_FORMS.md differs from course/oldforms/forms (data or pinned versions changed). "
         f"Regenerate it: {oldforms.REGENERATE}")
 
 
@@ -130,6 +178,13 @@ def test_main_prints_the_page(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out == oldforms.render()
     assert oldforms.main() == 0  # as `course old-forms` calls it: pytest's own argv is not read
     assert capsys.readouterr().out == oldforms.render()
+
+
+def test_module_prints_the_page() -> None:
+    """`python -m course.oldforms > OLD_FORMS.md` (the regeneration command) prints the same page."""
+    done = subprocess.run([sys.executable, "-m", "course.oldforms"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == oldforms.render()
 
 
 def test_check_reports_disagreement() -> None:
