@@ -14,7 +14,7 @@ must run in its own process), the check drivers, the grader and ``make test`` al
   them, with a ``pytest.ini`` from ``ini``; it is removed afterwards, also on failure or timeout.
   Without ``files`` pytest runs in ``cwd``.
 * The environment is cleaned of what changes pytest's output or configuration from outside
-  (``FORCE_COLOR``, ``PY_COLORS``, ``PYTEST_ADDOPTS``, ...; a kernel sets ``FORCE_COLOR=1``).
+  (:data:`DROPPED_ENV`: ``FORCE_COLOR``, ``PYTEST_ADDOPTS``, ...; a kernel sets ``FORCE_COLOR=1``).
 * pytest runs in its own process group; on timeout (or an interrupt) the whole group is stopped,
   pytest-xdist workers included. ``timed_out`` says so; nothing is left running.
 * Results come from a small plugin (:mod:`course.pytest_results`): outcome, duration, CPU time,
@@ -27,7 +27,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -37,16 +36,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from course.processes import stop_tree
+
 __all__ = ["TestResult", "SuiteRun", "PytestProcess", "start_pytest", "run_pytest", "arun_pytest", "clean_env",
-           "ini_text", "FUNCTION_LOOPS", "SESSION_LOOPS", "SCRATCH"]
+           "ini_text", "FUNCTION_LOOPS", "SESSION_LOOPS", "SCRATCH", "DROPPED_ENV"]
 
 # Memory-backed /dev/shm where there is one: a shared machine's disk makes every fsync (every commit,
 # every CREATE TABLE outside a transaction) anywhere from 1 to 50 ms.
 SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
 
-# Variables that change pytest's configuration or output from outside a run.
-_DROP = ("FORCE_COLOR", "PY_COLORS", "NO_COLOR", "CLICOLOR_FORCE", "PYTEST_ADDOPTS", "PYTEST_PLUGINS",
-         "PYTEST_CURRENT_TEST", "PYTEST_XDIST_", "PYTEST_VERSION", "PYTEST_DISABLE_PLUGIN_AUTOLOAD", "COV_")
+DROPPED_ENV = ("FORCE_COLOR", "PY_COLORS", "NO_COLOR", "CLICOLOR_FORCE",  # colours (a kernel sets FORCE_COLOR=1)
+               "PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_CURRENT_TEST", "PYTEST_XDIST_", "PYTEST_VERSION",
+               "PYTEST_DISABLE_PLUGIN_AUTOLOAD", "COV_",  # pytest's configuration, or an outer pytest's state
+               "PYTHONWARNINGS", "PYTHONDEVMODE", "PYTHONASYNCIODEBUG")  # what Python warns and logs
+"""Prefixes of the environment variables dropped before the course runs pytest or the learner's code
+(:func:`clean_env`; the grader's drivers, the old-forms probes): set in a learner's shell or kernel,
+they would change what a run prints or how pytest is configured, so its results would not be
+comparable. ``PYTHONPATH`` stays: the workshop hub and ``course`` run from a clone rely on it."""
 
 # Strict mode, every test and function-scoped fixture in its own event loop (pytest-asyncio's default).
 FUNCTION_LOOPS = {"asyncio_mode": "strict", "asyncio_default_fixture_loop_scope": "function",
@@ -58,7 +64,7 @@ SESSION_LOOPS = {"asyncio_mode": "strict", "asyncio_default_fixture_loop_scope":
 
 def clean_env(extra: Mapping[str, str] | None = None, drop: Iterable[str] = ()) -> dict[str, str]:
     """This process's environment without what changes pytest from outside, plus ``extra``."""
-    prefixes = (*_DROP, *drop)
+    prefixes = (*DROPPED_ENV, *drop)
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     env.update(PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
     env.update(extra or {})
@@ -171,25 +177,6 @@ class SuiteRun:
         p.text(str(self))
 
 
-def _stop_group(proc: subprocess.Popen, timeout: float = 5.0) -> None:
-    """SIGTERM to the whole process group, then SIGKILL to whatever is left."""
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            proc.wait(wait)
-        except subprocess.TimeoutExpired:
-            continue
-        # The leader is gone; kill stragglers of the group (xdist workers) without waiting on them.
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        return
-
-
 class PytestProcess:
     """A pytest run under way. ``wait()`` returns its :class:`SuiteRun` and removes the scratch folder."""
 
@@ -233,8 +220,9 @@ class PytestProcess:
             except subprocess.TimeoutExpired:
                 timed_out = True
             finally:
-                # Stops the group on a timeout or an interrupt, and clears stray children of a run that ended.
-                _stop_group(self.proc)
+                # Stops the group on a timeout or an interrupt, and clears stray children of a run that
+                # ended (group=True: pytest may already be reaped, its group's stragglers still run).
+                stop_tree(self.proc, timeout=5, group=True)
             seconds = self.elapsed
             output = self._output.read_text(errors="replace") if self._output.exists() else ""
             tests = []

@@ -40,6 +40,8 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import psutil
 
+from course.processes import stop_tree
+
 __all__ = ["Broker", "Worker", "declare_sqlite_queue", "sqlite_broker", "redis_broker", "rabbitmq_broker", "run_worker", "run_workers", "start_worker", "wait_until",
            "WORKER_ARGS", "BOOT"]
 
@@ -230,7 +232,7 @@ class Worker:
         """SIGTERM, wait ``timeout`` seconds, then SIGKILL the worker and its pool; keep the log."""
         if self._final_log is not None:
             return
-        _stop_tree(self.proc, timeout)
+        stop_tree(self.proc, timeout=timeout)  # SIGTERM: a warm shutdown, the worker finishes what it runs
         self._final_log = self.log_path.read_text(errors="replace")
         self.log_path.unlink(missing_ok=True)
 
@@ -265,50 +267,11 @@ class Worker:
 
     def kill(self) -> None:
         """SIGKILL the whole worker: the main process and its pool, at once (a crashed machine)."""
-        procs = [psutil.Process(self.pid), *self.pool_children()]
-        for p in procs:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                p.kill()
-        self.proc.wait(5)
-        _wait_gone(procs, 5)
+        stop_tree(self.proc, timeout=0)
 
     def wait_for_log(self, text: str, *, timeout: float = 10.0) -> None:
         """Wait until the worker has logged ``text``."""
         wait_until(lambda: text in self.log(), timeout=timeout, what=f"the worker logging {text!r}")
-
-
-def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
-    """Wait until each process has exited; a zombie counts as gone (its parent, killed too, cannot reap
-    it, and whoever inherits it may take a second or two). Returns those still alive."""
-    deadline = time.monotonic() + timeout
-    while True:
-        alive = []
-        for p in procs:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(p)
-        if not alive or time.monotonic() >= deadline:
-            return alive
-        time.sleep(0.01)
-
-
-def _stop_tree(proc: subprocess.Popen, timeout: float) -> None:
-    try:
-        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        tree = []
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)  # a warm shutdown: the worker finishes what it is running
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout)
-    alive = _wait_gone(tree, 0.5 if proc.poll() is not None else 0)
-    for p in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.kill()
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(5)
-    _wait_gone(alive, 5)
 
 
 # How the course starts a worker: ``python -c BOOT POLL -A module worker ...``. BOOT serialises the SQLite

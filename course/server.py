@@ -19,7 +19,6 @@ import collections
 import contextlib
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
+
+from course.processes import stop_tree
 
 __all__ = ["ThreadServer", "ProcessServer", "ServerErrors", "REQUEST_HEADER", "serve_in_thread", "serve_subprocess",
            "free_port"]
@@ -329,28 +330,6 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout: float, log_path: Path
         time.sleep(0.05)
 
 
-def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> int:
-    """SIGTERM, wait, then SIGKILL the process and any children still alive. Returns the exit code."""
-    import psutil
-
-    try:
-        children = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        children = []
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
-    _, alive = psutil.wait_procs(children, timeout=timeout)
-    for child in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            child.kill()
-    return proc.returncode
-
-
 @contextlib.contextmanager
 def serve_subprocess(
     app_path: str,
@@ -392,7 +371,7 @@ def serve_subprocess(
         server = ProcessServer(url=url, port=port, proc=proc, log_path=log_path)
         yield server
     finally:
-        stop_process(proc, stop_timeout)
+        stop_tree(proc, timeout=stop_timeout)
         with contextlib.suppress(NameError):
             server._final_log = log_path.read_text(errors="replace")
         log_path.unlink(missing_ok=True)

@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
+from course.processes import stop_tree
+
 __all__ = ["ScriptResult", "run_script"]
 
 
@@ -56,7 +58,7 @@ def run_script(
     seconds (or before the process exits), else ``RuntimeError`` with the output.
 
     At the timeout the process gets ``SIGABRT`` (faulthandler dumps every thread's stack into the
-    output), then ``SIGKILL`` if it is still alive 5 s later.
+    output), then ``SIGKILL`` if it is still alive 5 s later, and so do the processes it started.
     """
     cmd = [sys.executable, "-X", "faulthandler", str(script), *map(str, args)]
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -81,14 +83,8 @@ def run_script(
                 return ScriptResult(proc.returncode, False, log.read_text(errors="replace"), time.monotonic() - start)
             except subprocess.TimeoutExpired:
                 seconds = time.monotonic() - start
-                proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack, then the process dies
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                # faulthandler prints every thread's stack, then the process dies; what it started goes too.
+                stop_tree(proc, timeout=5, first_signal=signal.SIGABRT)
                 return ScriptResult(proc.returncode, True, log.read_text(errors="replace"), seconds)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            stop_tree(proc, timeout=0)  # an error or an interrupt above: nothing may outlive the call

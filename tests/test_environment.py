@@ -12,7 +12,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-ROOT = Path(__file__).resolve().parents[1]
+from course.manifest import ROOT
 
 
 def pip_pins(path: Path, *, here_only: bool = False) -> dict[str, str]:

@@ -41,7 +41,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -56,35 +55,18 @@ import httpx
 import pytest
 
 import course
+from course.harness import patched_env
+from course.manifest import ROOT
 from course.partial import create_users
-from course.server import serve_in_thread, serve_subprocess, stop_process
+from course.processes import stop_tree
+from course.server import serve_in_thread, serve_subprocess
+from course.tooling.testkit import TEST_TOOLS, need
 
-ROOT = Path(__file__).resolve().parents[1]
-TOOLS = ROOT / ".venv-test" / "bin"
 FUZZ = ROOT / "tests" / "tools" / "fuzz.py"
 MAX_EXAMPLES = 30   # per operation and phase (50: 4448 cases instead of 3030, no more found, 17 s more)
 TOOL_DEADLINE = 150  # seconds for the whole fuzz run, every app (schemathesis needs about 25-30 s of CPU)
 
 pytestmark = pytest.mark.slow
-
-
-def need(present: bool, what: str, command: str) -> None:
-    """Skip when a test tool is missing, naming the command that installs it; in CI, fail."""
-    if present:
-        return
-    message = f"{what} is missing; install it with: {command}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{message} (CI=true: CI must run this test, not skip it)", pytrace=False)
-    pytest.skip(message)
-
-
-def seed_items(db: Path) -> None:
-    """The shop's items table (the schema of checks/01_database_lifecycle/driver.py)."""
-    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
-        conn.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name VARCHAR(100) NOT NULL, "
-                     "price_cents INTEGER NOT NULL)")
-        conn.executemany("INSERT INTO items VALUES (?, ?, ?)",
-                         [(1, "kettle", 3900), (2, "lamp", 8900), (3, "mug", 1200)])
 
 
 def fake_upstream():
@@ -104,16 +86,8 @@ def fake_upstream():
 def in_thread(make_app: Callable, env: dict[str, str]) -> Iterator[tuple[str, Callable[[], str]]]:
     """An app built by a factory (no module-level ``app`` to hand to uvicorn), served in a thread."""
     with contextlib.ExitStack() as stack:
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)  # read by the app's lifespan, at startup
-        try:
+        with patched_env(**env):  # read by the app's lifespan, at startup
             server = stack.enter_context(serve_in_thread(make_app()))
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
         # course.server collects what the app raised (the innermost exception of each traceback).
         yield server.url, lambda: "".join(f"ERROR: Exception in ASGI application ({n} x): {text}\n"
                                           for text, n in server.errors.items())
@@ -183,11 +157,17 @@ def probe_int64_limits(url: str) -> tuple[int, list[dict]]:
     return sent, failures
 
 
+def driver_seed(module: str, db: Path) -> Path:
+    """Seed ``db`` as module's checks do, with its driver's own ``seed``: the apps are fuzzed on the
+    data they are graded on, and a change of that data reaches the fuzzing too."""
+    course.import_file(ROOT / "checks" / module / "driver.py").seed(db)
+    return db
+
+
 def seeded_payments(db: Path) -> str:
-    """Module 05's payments database, seeded as its checks seed it (users with balances and password
-    hashes, and another table an injection could read): the driver's own ``seed``."""
-    course.import_file(ROOT / "checks" / "05_function_to_endpoint" / "driver.py").seed(db)
-    return str(db)
+    """Module 05's payments database (users with balances and password hashes, and another table an
+    injection could read)."""
+    return str(driver_seed("05_function_to_endpoint", db))
 
 
 def celery_sqlite(tmp: Path, name: str) -> dict[str, str]:
@@ -200,8 +180,8 @@ def sqlite_url(path: Path) -> str:
 
 
 def seeded(path: Path) -> str:
-    seed_items(path)
-    return sqlite_url(path)
+    """Module 01's shop: the items table the notebook's apps and the solution read."""
+    return sqlite_url(driver_seed("01_database_lifecycle", path))
 
 
 NB = ROOT / "notebooks"
@@ -298,18 +278,19 @@ def fuzz_all(record_time) -> dict[str, App]:
         spec = tmp / "spec.json"
         spec.write_text(json.dumps({"workdir": str(tmp / "fuzz"), "max_examples": MAX_EXAMPLES, "parallel": 2,
                                     "deadline": TOOL_DEADLINE, "targets": targets}))
-        # Output to files (a stray child holding a pipe cannot hang us); stop_process also ends
+        # Output to files (a stray child holding a pipe cannot hang us); stop_tree also ends
         # the schemathesis runs the tool started, should it overrun.
         out, err = tmp / "fuzz.out", tmp / "fuzz.err"
         with out.open("w") as stdout, err.open("w") as stderr:
-            proc = subprocess.Popen([str(TOOLS / "python"), str(FUZZ), str(spec)], stdout=stdout, stderr=stderr,
-                                    cwd=tmp, stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen([str(TEST_TOOLS / "python"), str(FUZZ), str(spec)], stdout=stdout,
+                                    stderr=stderr, cwd=tmp, stdin=subprocess.DEVNULL)
             try:
                 proc.wait(TOOL_DEADLINE + 30)
             except subprocess.TimeoutExpired:
                 pytest.fail(f"tests/tools/fuzz.py did not finish within {TOOL_DEADLINE + 30} s", pytrace=False)
             finally:
-                code = stop_process(proc, timeout=5)
+                stop_tree(proc, timeout=5)
+                code = proc.returncode
         assert code == 0, f"tests/tools/fuzz.py failed ({code}):\n{err.read_text()[-3000:]}"
         report = json.loads(out.read_text().strip().splitlines()[-1])
         for target in targets:
@@ -362,7 +343,7 @@ def problems(app: App) -> list[str]:
 @pytest.mark.timeout(TOOL_DEADLINE + 90)
 def test_fuzzed_apps_answer_no_5xx(record_time) -> None:
     """One test, not one per app: under pytest-xdist a module fixture would run once per worker."""
-    need((TOOLS / "schemathesis").exists(), "schemathesis (.venv-test)", "make test-tools")
+    need((TEST_TOOLS / "schemathesis").exists(), "schemathesis (.venv-test)", "make test-tools")
     apps = fuzz_all(record_time)
     failed = []
     for app in apps.values():

@@ -10,17 +10,22 @@ import secrets
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
+from course.manifest import ROOT
+from course.processes import stop_tree
+from course.server import free_port
 from course.tooling import lab
-from course.server import free_port, stop_process
+from course.tooling.testkit import run_in_kernel, run_in_terminal
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"token {token}"}
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +40,8 @@ def jupyter():
         ready = time.perf_counter() - start
         yield base, token, ready
     finally:
-        # Once in a while Jupyter ignores SIGTERM: stop_process falls back to SIGKILL.
-        stop_process(proc, timeout=10)
+        # Once in a while Jupyter ignores SIGTERM: stop_tree falls back to SIGKILL (kernels included).
+        stop_tree(proc, timeout=10)
         Path(log.name).unlink(missing_ok=True)
 
 
@@ -63,79 +68,19 @@ def test_lab_serves_the_course(jupyter, record_time) -> None:
         assert r.status_code == 200, f"learners must be able to open {folder}/ in Lab"
 
 
-async def _run_in_kernel(base: str, token: str, code: str) -> str:
-    from tornado.websocket import websocket_connect
-
-    async with httpx.AsyncClient(base_url=base, params={"token": token}, timeout=30) as client:
-        r = await client.post("/api/kernels", json={"name": "python3"})
-        assert r.status_code == 201, r.text
-        kernel_id = r.json()["id"]
-        try:
-            ws = await websocket_connect(f"{base.replace('http', 'ws')}/api/kernels/{kernel_id}/channels?token={token}")
-            msg_id = uuid.uuid4().hex
-            ws.write_message(json.dumps({
-                "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,
-                           "msg_type": "execute_request", "version": "5.3"},
-                "parent_header": {}, "metadata": {}, "channel": "shell",
-                "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                            "allow_stdin": False, "stop_on_error": True},
-            }))
-            out = []
-            while True:
-                raw = await asyncio.wait_for(ws.read_message(), 60)
-                assert raw is not None, "kernel websocket closed"
-                msg = json.loads(raw)
-                if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue
-                if msg["msg_type"] == "stream":
-                    out.append(msg["content"]["text"])
-                elif msg["msg_type"] == "error":
-                    out.append("ERROR " + msg["content"]["ename"] + ": " + msg["content"]["evalue"])
-                elif msg["msg_type"] == "execute_reply":
-                    break
-            ws.close()
-            return "".join(out)
-        finally:
-            await client.delete(f"/api/kernels/{kernel_id}")
-
-
 def test_kernel_runs_in_course_environment(jupyter) -> None:
     base, token, _ = jupyter
     code = ("import sys, shutil, course; print(sys.executable); print(course.__file__); "
             "print(shutil.which('course'))")
-    out = asyncio.run(_run_in_kernel(base, token, code)).split()
+    out = asyncio.run(run_in_kernel(base, code, headers=auth(token))).split()
     assert len(out) == 3, out
     assert Path(out[0]).parent == Path(sys.executable).parent, f"kernel runs {out[0]}, not the course's {sys.executable}"
     assert Path(out[1]).resolve() == (ROOT / "course" / "__init__.py").resolve()
     assert out[2] == str(Path(sys.executable).parent / "course"), "`!course` in a cell would not find the grader"
 
 
-async def _run_in_terminal(base: str, token: str, command: str, marker: str) -> str:
-    from tornado.websocket import websocket_connect
-
-    async with httpx.AsyncClient(base_url=base, params={"token": token}, timeout=30) as client:
-        r = await client.post("/api/terminals")
-        assert r.status_code == 200, r.text
-        name = r.json()["name"]
-        try:
-            ws = await websocket_connect(f"{base.replace('http', 'ws')}/terminals/websocket/{name}?token={token}")
-            ws.write_message(json.dumps(["stdin", command + "\r"]))
-            seen = ""
-            deadline = time.monotonic() + 30
-            while marker not in seen.split(command)[-1] and time.monotonic() < deadline:
-                raw = await asyncio.wait_for(ws.read_message(), 30)
-                if raw is None:
-                    break
-                msg = json.loads(raw)
-                if msg[0] == "stdout":
-                    seen += msg[1]
-            ws.close()
-            return seen
-        finally:
-            await client.delete(f"/api/terminals/{name}")
-
-
 def test_terminal_finds_the_grader(jupyter) -> None:
     base, token, _ = jupyter
-    out = asyncio.run(_run_in_terminal(base, token, "command -v course; echo DONE-$((40+2))", "DONE-42"))
+    out = asyncio.run(run_in_terminal(base, "command -v course; echo DONE-$((40+2))", "DONE-42",
+                                      headers=auth(token)))
     assert str(Path(sys.executable).parent / "course") in out, f"a Lab terminal does not find `course`:\n{out[-800:]}"

@@ -334,13 +334,13 @@ def stop_marked(marker: str) -> list[str]:
     import psutil
 
     from course.probes import processes_with_env
+    from course.processes import stop_tree
 
     described, procs = [], processes_with_env(RUN_MARKER_ENV, marker)
     for proc in procs:
         with contextlib.suppress(psutil.Error):
             described.append(" ".join(proc.cmdline())[:160] or proc.name())
-            proc.kill()
-    psutil.wait_procs(procs, timeout=3)
+    stop_tree(*procs, timeout=0, group=False)
     return described
 
 
@@ -353,16 +353,15 @@ def run_driver(driver: str | os.PathLike, target: str | os.PathLike, *, timeout:
     under it that is still running is stopped and listed in ``report["leftover_processes"]``, and
     its scratch folder is removed.
     """
+    from course.processes import stop_tree
+
     marker = uuid.uuid4().hex
-    from course.pytest_runner import SCRATCH
+    from course.pytest_runner import SCRATCH, clean_env
 
     # In memory where there is one (/dev/shm): a commit on a busy disk can take 50 ms.
     scratch = Path(tempfile.mkdtemp(prefix="course-check-", dir=SCRATCH))
     logs = Path(tempfile.mkdtemp(prefix="course-driver-log-"))
-    full_env = {**os.environ, **(env or {}), RUN_MARKER_ENV: marker, SCRATCH_ENV: str(scratch),
-                "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-    for var in ("FORCE_COLOR", "PY_COLORS", "PYTEST_ADDOPTS", "PYTEST_CURRENT_TEST"):
-        full_env.pop(var, None)
+    full_env = clean_env({**(env or {}), RUN_MARKER_ENV: marker, SCRATCH_ENV: str(scratch)})
     timed_out = False
     try:
         with (logs / "out").open("w") as out, (logs / "err").open("w") as err:
@@ -376,9 +375,7 @@ def run_driver(driver: str | os.PathLike, target: str | os.PathLike, *, timeout:
                 timed_out = True
             finally:
                 if proc.poll() is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, 9)
-                    proc.wait()
+                    stop_tree(proc, timeout=0)
         leftovers = stop_marked(marker)
         stdout = (logs / "out").read_text(errors="replace")
         stderr = (logs / "err").read_text(errors="replace")

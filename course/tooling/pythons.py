@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from course.manifest import ROOT
+from course.processes import stop_tree
 
 __all__ = ["SUPPORTED", "Interpreter", "probe", "candidates", "find", "find_all", "preferred", "venv_for",
            "ensure_venv", "pip_install", "main"]
@@ -214,9 +215,7 @@ def run_suite(version: str, interpreter: Interpreter | None, extra: list[str]) -
                 out.write(line)
             code = proc.wait()
         finally:
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(30)
+            stop_tree(proc, timeout=30)  # an interrupt: the suite and every pytest it started
     result.seconds = time.perf_counter() - start
     result.outcome = "passed" if code == 0 else "failed"
     result.failures = _failures(log)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import secrets
 import shutil
@@ -29,6 +28,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from course.databases import PG_ADMIN
 from course.probes import processes_with_env
 
 WORKSHOP = Path(__file__).resolve().parents[1]
@@ -37,7 +37,7 @@ CONFIG = WORKSHOP / "jupyterhub_config.py"
 HUB_VENV = REPO / ".venv-hub"
 PROXY_BIN = WORKSHOP / "node_modules" / ".bin"
 COURSE_VENV = REPO / ".venv"
-PG_PORT = 5432
+PG_PORT = PG_ADMIN["port"]
 
 # Lines for the note printed at the end of the run (pytest's terminal summary).
 NOTE: list[str] = []
@@ -282,7 +282,7 @@ def postgres_leftovers(kernel_pids: set[int]) -> list[str]:
 
     async def query() -> list[str]:
         try:
-            conn = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres", database="postgres", timeout=5)
+            conn = await asyncpg.connect(**PG_ADMIN, timeout=5)
         except (OSError, asyncio.TimeoutError, asyncpg.PostgresError):
             return []  # no server: the notebooks skipped their PostgreSQL sections (or failed saying so)
         try:
@@ -295,80 +295,3 @@ def postgres_leftovers(kernel_pids: set[int]) -> list[str]:
                       and not psutil.pid_exists(int(n.rsplit("_", 1)[-1])))
 
     return asyncio.run(query()) if kernel_pids else []
-
-
-# -- a learner's server, through the proxy ----------------------------------------------------------
-async def run_in_kernel(hub: Hub, user: str, code: str, timeout: float) -> str:
-    """Start a kernel in `user`'s server (POST /api/kernels), execute `code`, return what it printed
-    (an error as `ERROR name: value` plus the traceback), and shut the kernel down."""
-    from tornado.httpclient import HTTPRequest
-    from tornado.websocket import websocket_connect
-
-    base = hub.user_url(user)
-    async with httpx.AsyncClient(base_url=base, headers=hub.headers(), timeout=60) as client:
-        r = await client.post("/api/kernels", json={"name": "python3"})
-        assert r.status_code == 201, f"{user}: starting a kernel: {r.status_code} {r.text}"
-        kernel_id = r.json()["id"]
-        try:
-            ws = await websocket_connect(HTTPRequest(
-                f"{base.replace('http', 'ws', 1)}/api/kernels/{kernel_id}/channels", headers=hub.headers()))
-            msg_id = uuid.uuid4().hex
-            ws.write_message(json.dumps({
-                "header": {"msg_id": msg_id, "username": user, "session": uuid.uuid4().hex,
-                           "msg_type": "execute_request", "version": "5.3"},
-                "parent_header": {}, "metadata": {}, "channel": "shell",
-                "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                            "allow_stdin": False, "stop_on_error": True},
-            }))
-            out: list[str] = []
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout
-            while True:
-                raw = await asyncio.wait_for(ws.read_message(), max(1.0, deadline - loop.time()))
-                assert raw is not None, f"{user}: the kernel's websocket closed"
-                msg = json.loads(raw)
-                if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue
-                if msg["msg_type"] == "stream":
-                    out.append(msg["content"]["text"])
-                elif msg["msg_type"] == "error":
-                    out.append(f"ERROR {msg['content']['ename']}: {msg['content']['evalue']}\n"
-                               + "\n".join(msg["content"].get("traceback", [])[-3:]))
-                elif msg["msg_type"] == "execute_reply":
-                    break
-            ws.close()
-            return "".join(out)
-        finally:
-            with contextlib.suppress(httpx.HTTPError):
-                await client.delete(f"/api/kernels/{kernel_id}")
-
-
-async def run_in_terminal(hub: Hub, user: str, command: str, marker: str, timeout: float = 30) -> str:
-    """Type `command` into a new terminal of `user`'s server; return its output once `marker` shows."""
-    from tornado.httpclient import HTTPRequest
-    from tornado.websocket import websocket_connect
-
-    base = hub.user_url(user)
-    async with httpx.AsyncClient(base_url=base, headers=hub.headers(), timeout=30) as client:
-        r = await client.post("/api/terminals")
-        assert r.status_code == 200, f"{user}: opening a terminal: {r.status_code} {r.text}"
-        name = r.json()["name"]
-        try:
-            ws = await websocket_connect(HTTPRequest(
-                f"{base.replace('http', 'ws', 1)}/terminals/websocket/{name}", headers=hub.headers()))
-            ws.write_message(json.dumps(["stdin", command + "\r"]))
-            seen = ""
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout
-            while marker not in seen.split(command)[-1] and loop.time() < deadline:
-                raw = await asyncio.wait_for(ws.read_message(), max(1.0, deadline - loop.time()))
-                if raw is None:
-                    break
-                msg = json.loads(raw)
-                if msg[0] == "stdout":
-                    seen += msg[1]
-            ws.close()
-            return seen
-        finally:
-            with contextlib.suppress(httpx.HTTPError):
-                await client.delete(f"/api/terminals/{name}")

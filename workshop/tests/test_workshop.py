@@ -18,9 +18,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hubkit import COURSE_VENV, NOTE, Hub, run_in_kernel, run_in_terminal
+from hubkit import COURSE_VENV, NOTE, Hub
 
+from course.databases import PG_ADMIN
 from course.services import services_required
+from course.tooling.testkit import run_in_kernel, run_in_terminal
 
 LEARNERS = [f"learner{i}" for i in range(1, 6)]
 NOTEBOOK = "notebooks/01_database_lifecycle.ipynb"
@@ -100,7 +102,8 @@ def learner_code(phase: str, env: dict[str, str]) -> str:
 
 
 async def run_learner(hub: Hub, user: str, phase: str, env: dict[str, str]) -> dict:
-    out = await run_in_kernel(hub, user, learner_code(phase, env), timeout=JOB_TIMEOUT + 60)
+    out = await run_in_kernel(hub.user_url(user), learner_code(phase, env), headers=hub.headers(),
+                              timeout=JOB_TIMEOUT + 60, who=user)
     lines = [line for line in out.splitlines() if line.startswith("WORKSHOP-RESULT ")]
     assert lines, f"{user} ({phase}): the kernel printed no result:\n{out[-3000:]}"
     return json.loads(lines[-1].removeprefix("WORKSHOP-RESULT "))
@@ -121,7 +124,7 @@ def postgres_reachable() -> bool:
 
     async def probe() -> bool:
         try:
-            conn = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres", database="postgres", timeout=3)
+            conn = await asyncpg.connect(**PG_ADMIN, timeout=3)
         except (OSError, asyncio.TimeoutError, asyncpg.PostgresError):
             return False
         await conn.close()
@@ -160,8 +163,9 @@ def test_five_learners_at_once(hub_factory) -> None:
     assert '"@jupyterlab/apputils-extension:announcements"' in page.text
     copy = hub.course_copy("learner2")
     terminal = asyncio.run(run_in_terminal(
-        hub, "learner2", "command -v course; python -c 'import course; print(course.__file__)'; pwd; echo DONE-$((40+2))",
-        "DONE-42"))
+        hub.user_url("learner2"),
+        "command -v course; python -c 'import course; print(course.__file__)'; pwd; echo DONE-$((40+2))", "DONE-42",
+        headers=hub.headers(), who="learner2"))
     assert str(COURSE_VENV / "bin" / "course") in terminal, f"a terminal does not find the course's `course`:\n{terminal[-800:]}"
     assert str(copy / "course" / "__init__.py") in terminal, f"a terminal imports another copy of the course:\n{terminal[-800:]}"
 
