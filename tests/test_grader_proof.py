@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from course.grading.grader import format_grade, grade
-from course.grading.mistakes import materialise, mistakes
+from course.grading.mistakes import answers, materialise, mistakes
 from course.manifest import modules
 
 MODULES = modules(graded=True)
 MISTAKES = [mk for m in MODULES for mk in mistakes(m)]
+ANSWERS = [a for m in MODULES for a in answers(m)]
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -56,3 +57,14 @@ def test_mistake_is_caught(mistake) -> None:
     # The learner reads what failed: the message must say what was expected and what happened.
     first = g.failed[0]
     assert first.unmet and first.unmet["expected"] and first.unmet["got"], first
+
+
+@pytest.mark.parametrize("answer", ANSWERS, ids=[f"{a.module.number}-{a.name}" for a in ANSWERS])
+def test_other_answer_passes(answer) -> None:
+    """Another correct design (checks/NN/answers/<name>/answer.yml) meets every expectation: the checks
+    test the rule, not the reference answer's way of writing it."""
+    assert answer.spec.get("summary"), f"{answer.path}: summary is required"
+    with tempfile.TemporaryDirectory(prefix=f"answer-{answer.name}-") as tmp:
+        folder = materialise(answer, Path(tmp))
+        g = grade(answer.module, folder)
+    assert g.passed, f"another correct answer ({answer.summary}) is rejected\n" + format_grade(g, verbose=True)

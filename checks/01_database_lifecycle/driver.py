@@ -3,40 +3,46 @@
     python driver.py APP_DIR
 
 It seeds a SQLite file database, records every engine the app creates (and in which stage: at
-import, at startup, during a request), imports app.py, serves it with uvicorn on 127.0.0.1,
-sends single requests, failing requests and a burst of concurrent ones, checks that two
-concurrent sessions get connections of their own, stops the server, and counts the connections
-still open. It never judges: the checks read the report.
+import, at startup, during a request), imports app.py, serves it with uvicorn on 127.0.0.1
+(course.grading.serving), sends single requests, failing requests and a burst of concurrent
+ones, sends two requests at once that each use one session of the app's get_session (one writes
+without committing and waits until the other has read), stops the server with SIGTERM, and counts
+the connections still open. It never judges: the checks read the report.
+
+A request's result is the serving stage's answer record (course.grading.serving.Answer:
+"request", "status", "body", "json", "seconds", "server_error").
 
 Report keys (each check names the ones it needs with ``require``):
 
     engines_at_import     [{"where"}]: engines created while app.py was imported
-    single                {"status", "body", "seconds", "server_error"}: GET /items/1 (status None: no answer;
-                          server_error: the server's exception with the app's line, "" if none)
-    missing               the same for GET /items/999
-    after_errors          [{"status", "checked_out"}] x 3: GET /items/998, pool checked after each
-    after_errors_ok       the same for GET /items/2 after those
+    single                GET /items/1
+    missing               GET /items/999
+    after_errors          [{**answer, "checked_out"}] x 3: GET /items/998, pool checked after each
+    after_errors_ok       GET /items/2 after those
     burst                 course.load.LoadResult.as_dict() of BURST concurrent GET /items/3
+    burst_server_errors   {text: count}: what the server raised during the burst, with the app's line
     slow_calls            {"calls", "holding"}: calls to quote_shipping up to the end of the burst, and how many
                           were made while that request held a database connection
-    server_errors         the exceptions the server logged during the requests, with the app's line
     peak_open_all_engines the most connections open at once, all engines together
-    isolation             {"distinct_connections", "saw_uncommitted", "hung"} for two sessions open at once
-                          (or {"status", "body", "server_errors"} when that request failed)
-    stopped_cleanly       True once the server stopped
+    isolation             two requests at once, each with one get_session: "writer" (updates item 3 without
+                          committing, then waits until the reader has read) and "reader" (reads item 3 once the
+                          writer has written), both answers; "distinct_connections" (None: a request never got
+                          a connection), "reader_read" (False: the reader could not read while the writer's
+                          transaction was open), "seen" (the name the reader read; None: it did not read)
     engines               [{"stage", "where", "open", "peak", "opened"}] at the end
     open_files_after_shutdown  handles on the database file after shutdown
-    slow, burst_n         the settings of this run
+    slow                  the slow call's seconds in this run
+    stops                 the serving stage's stop (SIGTERM): see course.grading.serving
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import gc
 import os
 import sqlite3
-import time
 import traceback
 from pathlib import Path
 
@@ -45,6 +51,8 @@ from course.grading.checking import Driver, DriverError
 SLOW = 0.2          # seconds the app's "shipping partner" takes in the checks
 BURST = 20          # concurrent requests: 10x the pool, and a machine under load still serves them in time
 CLIENT_TIMEOUT = 8  # seconds a client waits for an answer
+PROBE_WAIT = 3      # seconds one isolation request waits for the other before it gives up
+PROBE = "/__course_isolation_probe"
 
 ENGINES: list[dict] = []
 HOLDERS: dict = {}  # asyncio task -> connections it has checked out from any engine
@@ -52,8 +60,6 @@ SLOW_CALLS = {"calls": 0, "holding": 0}  # calls to quote_shipping, and those ma
 
 
 def _current_task():
-    import asyncio
-
     try:
         return asyncio.current_task()
     except RuntimeError:
@@ -140,90 +146,72 @@ def checked_out_total() -> int:
     return total
 
 
-def add_isolation_probe(module) -> None:
-    """A route the checks add to the learner's app: two sessions from the app's own get_session
-    (through FastAPI, however it is written), open at the same time. Does each get a connection of
-    its own, so that one cannot see the other's uncommitted write?"""
+def add_isolation_probe(module) -> dict:
+    """Two routes the checks add to the learner's app, each with ONE session from the app's own
+    get_session (through FastAPI, however it is scoped), as an endpoint has. Sent at once, they are
+    two requests in flight together: the writer updates a row without committing and waits until
+    the reader, in the other request, has read it. Does each request get a connection of its own,
+    so that one cannot see the other's uncommitted write? Returns the state both routes fill in."""
     from fastapi import Depends
     from sqlalchemy import text
 
-    async def probe(a=Depends(module.get_session, use_cache=False), b=Depends(module.get_session, use_cache=False)):
-        async def run() -> dict:
-            conn_a, conn_b = await a.connection(), await b.connection()
-            raw_a = (await conn_a.get_raw_connection()).driver_connection
-            raw_b = (await conn_b.get_raw_connection()).driver_connection
-            await a.execute(text("UPDATE items SET name = 'uncommitted' WHERE id = 3"))
-            seen = (await b.execute(text("SELECT name FROM items WHERE id = 3"))).scalar_one()
-            await a.rollback()
-            await b.rollback()
-            return {"distinct_connections": raw_a is not raw_b, "saw_uncommitted": seen == "uncommitted"}
+    state: dict = {"wrote": asyncio.Event(), "read": asyncio.Event()}  # bound to the server's loop on first use
 
+    async def raw_connection(session):
+        return (await (await session.connection()).get_raw_connection()).driver_connection
+
+    async def writer(session=Depends(module.get_session)) -> dict:
         try:
-            return await asyncio.wait_for(run(), 5)
-        except (asyncio.TimeoutError, TimeoutError):
-            # The second session waits for the first one's connection: they share it.
-            return {"distinct_connections": False, "saw_uncommitted": None, "hung": True}
+            state["writer"] = await raw_connection(session)
+            await session.execute(text("UPDATE items SET name = 'uncommitted' WHERE id = 3"))
+            state["wrote"].set()
+            with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+                await asyncio.wait_for(state["read"].wait(), PROBE_WAIT)
+            return {"reader_read": state["read"].is_set()}
+        finally:
+            state["wrote"].set()  # never leave the reader waiting
+            await session.rollback()
 
-    module.app.add_api_route("/__course_isolation_probe", probe, methods=["GET"])
+    async def reader(session=Depends(module.get_session)) -> dict:
+        with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+            await asyncio.wait_for(state["wrote"].wait(), PROBE_WAIT)
+        try:
+            state["reader"] = await raw_connection(session)
+            state["seen"] = (await session.execute(text("SELECT name FROM items WHERE id = 3"))).scalar_one()
+            state["read"].set()
+            return {"seen": state["seen"]}
+        finally:
+            await session.rollback()
+
+    module.app.add_api_route(PROBE + "/writer", writer, methods=["GET"])
+    module.app.add_api_route(PROBE + "/reader", reader, methods=["GET"])
+    return state
 
 
-async def exercise_app(d: Driver, module, db: Path) -> None:
-    import httpx
-
+async def exercise_app(d: Driver, module, db: Path, probe: dict) -> None:
     from course.load import fire
     from course.probes import open_file_count
-    from course.server import serve_in_thread
 
-    app = module.app
-    d.report.update(slow=SLOW, burst_n=BURST)
-    with d.stage("startup", limit=10, doing="starting the app (the lifespan, up to its yield)"):
-        server_cm = serve_in_thread(app, timeout_graceful_shutdown=2, ready_timeout=8)
-        server = server_cm.__enter__()
-    try:
+    d.report["slow"] = SLOW
+    with d.serve(module.app) as svc:
         with d.stage("requests", limit=35, doing="answering the checks' requests"):
-            async with httpx.AsyncClient(base_url=server.url, timeout=CLIENT_TIMEOUT,
-                                         limits=httpx.Limits(max_keepalive_connections=0)) as client:
-
-                async def call(path: str) -> dict:
-                    """One request's result; a failure is recorded, never raised, with the server's own
-                    exception when there was one, so one broken request does not hide the others."""
-                    before = collections.Counter(server.errors)
-                    start = time.perf_counter()
-                    try:
-                        r = await client.get(path)
-                        result = {"status": r.status_code, "body": r.text[:300]}
-                    except httpx.HTTPError as exc:
-                        result = {"status": None, "body": f"no answer: {type(exc).__name__}: {exc}"[:300]}
-                    result["seconds"] = time.perf_counter() - start
-                    await asyncio.sleep(0.02)  # let the server log what it raised
-                    result["server_error"] = server.describe_errors(before)
-                    return result
-
-                d.report["single"] = await call("/items/1")
-                d.report["missing"] = await call("/items/999")
-                # Failing requests (404) in a row: a session that is never closed keeps its connection.
-                after_errors = []
-                for _ in range(3):
-                    r = await call("/items/998")
-                    await asyncio.sleep(0.03)
-                    after_errors.append({"status": r["status"], "checked_out": checked_out_total()})
-                d.report["after_errors"] = after_errors
-                d.report["after_errors_ok"] = await call("/items/2")
-            await asyncio.sleep(0.05)
-            burst = await fire(server.url + "/items/3", n=BURST, concurrency=BURST, timeout=CLIENT_TIMEOUT, progress=False)
+            d.report["single"] = await svc.send("GET", "/items/1")
+            d.report["missing"] = await svc.send("GET", "/items/999")
+            # Failing requests (404) in a row: a session that is never closed keeps its connection. The
+            # answer comes once the app is done with the request, its dependencies' cleanup included.
+            d.report["after_errors"] = [{**await svc.send("GET", "/items/998"), "checked_out": checked_out_total()}
+                                        for _ in range(3)]
+            d.report["after_errors_ok"] = await svc.send("GET", "/items/2")
+            mark = svc.mark()
+            burst = await fire(svc.url + "/items/3", n=BURST, concurrency=BURST, timeout=CLIENT_TIMEOUT, progress=False)
             d.report["burst"] = burst.as_dict()
+            d.report["burst_server_errors"] = dict(collections.Counter(svc.errors.since(mark)))
             d.report["slow_calls"] = dict(SLOW_CALLS)
-            d.report["server_errors"] = server.describe_errors()
-            d.report["open_during"] = open_file_count(db)
-            async with httpx.AsyncClient(base_url=server.url, timeout=CLIENT_TIMEOUT) as client:
-                r = await client.get("/__course_isolation_probe")
-                d.report["isolation"] = (r.json() if r.status_code == 200 else
-                                         {"status": r.status_code, "body": r.text[:300],
-                                          "server_errors": server.describe_errors()})
-    finally:
-        with d.stage("shutdown", limit=10, doing="stopping the app (the lifespan after its yield)"):
-            server_cm.__exit__(None, None, None)
-    d.report["stopped_cleanly"] = True
+            writer, reader = await svc.together(svc.send("GET", PROBE + "/writer"), svc.send("GET", PROBE + "/reader"))
+            both = "writer" in probe and "reader" in probe
+            d.report["isolation"] = {"writer": writer, "reader": reader, "reader_read": probe["read"].is_set(),
+                                     "distinct_connections": probe["writer"] is not probe["reader"] if both else None,
+                                     "seen": probe.get("seen")}
     # The lifespan's shutdown has run. Whatever is still open now stays open until the process exits.
     d.report["open_files_after_shutdown"] = open_file_count(db)
 
@@ -239,16 +227,14 @@ def main(d: Driver) -> None:
     os.environ["SLOW_CALL_SECONDS"] = str(SLOW)
     instrument(d)
     try:
-        with d.stage("import", limit=10, doing="importing app.py",
-                     hint="run `python -c 'import app'` in your exercise folder and read the first error."):
-            module = d.import_learner("app.py", needs="app")
-            d.report["engines_at_import"] = [{"where": e["where"]} for e in ENGINES]
+        module = d.import_stage("app.py")
+        d.report["engines_at_import"] = [{"where": e["where"]} for e in ENGINES]
         if not callable(getattr(module, "get_session", None)):
             raise DriverError("app.py defines no `get_session` dependency",
                               hint="keep the name get_session: the checks open sessions through it.")
-        add_isolation_probe(module)
+        probe = add_isolation_probe(module)
         watch_slow_call(module)
-        asyncio.run(exercise_app(d, module, db))
+        asyncio.run(exercise_app(d, module, db, probe))
     finally:
         d.report["engines"] = engines_summary()
 

@@ -1,6 +1,7 @@
 """Course tests that run next to the learner's app.py and conftest.py (the fixture ``fake_upstream``).
 
-driver.py copies this file twice into a scratch folder (``test_course_fixture.py`` and
+The grader's pytest plugin (plugins/course02_probe.py) records every httpx client built in the
+run. driver.py copies this file twice into a scratch folder (``test_course_fixture.py`` and
 ``test_course_fixture_reversed.py``) with the learner's two files, and runs it under one real
 pytest (course.pytest_runner): the tests of the first copy in one order, those of the second in
 the reverse order. Each test checks one promise of the fixture; each check reads one test's outcome:
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from course02_probe import CLIENTS  # every httpx client built in this run, with the learner's line
 from fastapi import Depends, HTTPException
 
 from app import app, get_client, get_settings
@@ -29,18 +31,6 @@ HERE = Path(__file__).resolve().parent
 QUOTE = "/__course/quote/{symbol}"
 FAILING = "/__course/fails-after-upstream"
 FAKE_PRICE = 42.0
-
-# Every httpx.AsyncClient created from now on, so a test can tell whether the fake ones were closed.
-CREATED: list[httpx.AsyncClient] = []
-_original_init = httpx.AsyncClient.__init__
-
-
-def _tracking_init(self, *args, **kwargs):
-    _original_init(self, *args, **kwargs)
-    CREATED.append(self)
-
-
-httpx.AsyncClient.__init__ = _tracking_init
 
 
 async def _quote(symbol: str, client: httpx.AsyncClient = Depends(get_client)) -> dict:
@@ -62,9 +52,7 @@ if not any(getattr(route, "path", None) == QUOTE for route in app.routes):  # on
 
 def gateway() -> httpx.AsyncClient:
     """A client for the app itself, in process (no lifespan runs: only an override provides a client)."""
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway.test")
-    client._course_own = True
-    return client
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway.test")
 
 
 def _where(exc: BaseException) -> str:
@@ -95,9 +83,9 @@ def _names(overrides: dict) -> list[str]:
 @pytest.fixture
 def clients_closed_afterwards(request):
     """Set up before fake_upstream, torn down after it: were the clients it built closed?"""
-    start = len(CREATED)
+    start = len(CLIENTS)
     yield
-    fakes = [c for c in CREATED[start:] if not getattr(c, "_course_own", False)]
+    fakes = [c for c, where in CLIENTS[start:] if where]  # built by the learner's code, not by these tests
     still_open = [c for c in fakes if not c.is_closed]
     after = " (its one request failed inside the endpoint)" if "failed_request" in request.node.name else ""
     assert not still_open, (

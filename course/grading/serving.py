@@ -20,6 +20,7 @@ expectation every suite ends with.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json as jsonlib
 import signal as signals
@@ -163,7 +164,9 @@ class Service:
         return self.errors.mark()
 
     def errors_since(self, mark: int) -> str:
-        return "; ".join(self.errors.since(mark))
+        """What the app raised since ``mark``, each text once with its count: ``"... (app.py line 9) x3"``."""
+        counts = collections.Counter(self.errors.since(mark))
+        return "; ".join(text + (f" x{n}" if n > 1 else "") for text, n in counts.items())
 
 
 # --- starting and stopping -------------------------------------------------------------------------------
@@ -197,10 +200,10 @@ def _stuck_at(loop: Any, target: Path) -> str:
 
 @contextlib.contextmanager
 def serve(d: "Driver", app: Any, *, label: str = "the app", startup_limit: float = 10, signal: str = "SIGTERM",
-          within: float = STOP_WITHIN, **server_kwargs: Any) -> Iterator[Service]:
-    """Startup (a stage), the block, then a stop by ``signal`` (a stage). Recorded in
-    ``d.report["stops"]``: ``{"label", "signal", "exited", "seconds", "within", "threads", "stuck_at",
-    "errors"}``."""
+          within: float = STOP_WITHIN, hint: str | None = None, **server_kwargs: Any) -> Iterator[Service]:
+    """Startup (a stage, with ``hint`` when it fails), the block, then a stop by ``signal`` (a stage).
+    Recorded in ``d.report["stops"]``: ``{"label", "signal", "exited", "seconds", "within", "threads",
+    "stuck_at", "errors"}``."""
     from course.grading.checking import DriverError
     from course.server import ServerErrors, serve_in_thread
 
@@ -208,14 +211,15 @@ def serve(d: "Driver", app: Any, *, label: str = "the app", startup_limit: float
     stack = contextlib.ExitStack()
     server_kwargs.setdefault("timeout_graceful_shutdown", 2)
     server_kwargs.setdefault("ready_timeout", max(1.0, startup_limit - 2))
-    with d.stage("startup", limit=startup_limit, doing=f"starting {label} (the lifespan, up to its yield)"):
+    hint = hint or "run `uvicorn app:app` in your folder: the lifespan must reach its yield without an error."
+    with d.stage("startup", limit=startup_limit, doing=f"starting {label} (the lifespan, up to its yield)", hint=hint):
         try:
             server = stack.enter_context(serve_in_thread(app, errors=errors, stop_timeout=1, **server_kwargs))
         except (RuntimeError, TimeoutError) as exc:
             logged = errors.since()
             if logged:  # the lifespan raised: say where, not how uvicorn reported it
-                raise DriverError(logged[0]) from None
-            raise DriverError(str(exc).splitlines()[0][:300]) from None
+                raise DriverError(logged[0], hint=hint) from None
+            raise DriverError(str(exc).splitlines()[0][:300], hint=hint) from None
     try:
         yield Service(server, errors)
     finally:
