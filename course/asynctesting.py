@@ -3,10 +3,9 @@
     from course import asynctesting
     PREFIX = asynctesting.run_prefix("course04")     # names every folder and database this run creates
     asynctesting.leftovers(PREFIX)                    # folders with that prefix still on disk: []
-    if await asynctesting.postgres_reachable():       # prints why not, or raises under COURSE_REQUIRE_SERVICES=1
-        async with asynctesting.postgres_database(PREFIX) as url:   # a throwaway database, always dropped
-            ...
     run = asynctesting.pytest_main_in_kernel(folder)  # pytest.main() in this process, its imports undone
+
+Its throwaway PostgreSQL databases are course.databases' (``pg_sandbox(PREFIX)``, ``pg_leftovers(PREFIX)``).
 
 Learners on one JupyterHub share /tmp, /dev/shm and the PostgreSQL server, so a clean-up check
 must look only at what this run created: a prefix made unique per notebook run does that.
@@ -14,24 +13,17 @@ must look only at what this run created: a prefix made unique per notebook run d
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import sys
 import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 from course.pytest_runner import SCRATCH
-from course.databases import postgres_available as postgres_reachable  # one probe for every notebook
 
-__all__ = ["run_prefix", "leftovers", "PG_ADMIN", "postgres_reachable", "postgres_database", "postgres_leftovers",
-           "InKernelRun", "pytest_main_in_kernel"]
-
-PG_ADMIN: dict[str, Any] = dict(host="127.0.0.1", port=5432, user="postgres", database="postgres")
-"""The course's PostgreSQL: 127.0.0.1:5432, user postgres, trust authentication."""
+__all__ = ["run_prefix", "leftovers", "InKernelRun", "pytest_main_in_kernel"]
 
 
 def run_prefix(name: str = "course") -> str:
@@ -46,42 +38,6 @@ def leftovers(prefix: str) -> list[str]:
     for folder in {SCRATCH, tempfile.gettempdir()}:
         found.update(str(p) for p in Path(folder).glob(f"{prefix}*"))
     return sorted(found)
-
-
-def _database_prefix(prefix: str) -> str:
-    return prefix.replace("-", "_").lower()
-
-
-@contextlib.asynccontextmanager
-async def postgres_database(prefix: str) -> AsyncIterator[str]:
-    """A new, empty database named ``<prefix><random>`` (dashes become underscores); yields its
-    SQLAlchemy URL (``postgresql+asyncpg://``). Dropped on exit, also on failure
-    (``WITH (FORCE)`` ends any session a failed test left open)."""
-    import asyncpg
-
-    name = f"{_database_prefix(prefix)}{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(**PG_ADMIN, timeout=5)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield f"postgresql+asyncpg://{PG_ADMIN['user']}@{PG_ADMIN['host']}:{PG_ADMIN['port']}/{name}"
-    finally:
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-
-async def postgres_leftovers(prefix: str) -> list[str]:
-    """Databases whose name starts with ``prefix`` (as :func:`postgres_database` names them)."""
-    import asyncpg
-
-    admin = await asyncpg.connect(**PG_ADMIN, timeout=5)
-    try:
-        rows = await admin.fetch("SELECT datname FROM pg_database WHERE starts_with(datname, $1)",
-                                 _database_prefix(prefix))
-    finally:
-        await admin.close()
-    return [r["datname"] for r in rows]
 
 
 @dataclass

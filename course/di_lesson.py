@@ -1,11 +1,12 @@
 """Harness code for notebook 02 (dependency injection), kept out of the lesson's cells.
 
-    from course.di_lesson import patched_env, arun_script, edited_copy, order_story
+    from course.di_lesson import patched_env, arun_script_report, edited_copy, order_story
 
 * :func:`patched_env` sets environment variables for a ``with`` block and puts back what was there.
-* :func:`run_script` / :func:`arun_script` run one of the notebook's demo scripts in its own
-  Python process (a lowered file limit, or several event loops one after the other, must not
-  touch the kernel) and return the JSON report the script prints on its last line.
+* :func:`run_script_report` / :func:`arun_script_report` run one of the notebook's demo scripts in
+  its own Python process (a lowered file limit, or several event loops one after the other, must
+  not touch the kernel) and return the JSON report the script prints on its last line. (Not
+  ``course.subprocesses.run_script``, which returns how a script ended: exit code, output, time.)
 * :func:`edited_copy` writes a copy of a file with one exact edit, for a "what if" test run.
 * :func:`order_story` drives the orders demo app: a good order, a failing order, the next order.
 """
@@ -27,10 +28,10 @@ from typing import Any, Callable, Iterator
 import httpx
 from course.harness import patched_env  # one implementation, re-exported for notebook 02
 
-__all__ = ["patched_env", "run_script", "arun_script", "edited_copy", "order_story"]
+__all__ = ["patched_env", "run_script_report", "arun_script_report", "edited_copy", "order_story"]
 
 
-def run_script(script: str | os.PathLike, *args: str, timeout: float = 60.0) -> dict[str, Any]:
+def run_script_report(script: str | os.PathLike, *args: str, timeout: float = 60.0) -> dict[str, Any]:
     """Run ``python script *args`` in the script's folder and return the JSON object it prints
     on its last line of output. Raises ``RuntimeError`` with the script's output if it fails or
     does not finish within ``timeout`` seconds (it is killed then)."""
@@ -50,9 +51,9 @@ def run_script(script: str | os.PathLike, *args: str, timeout: float = 60.0) -> 
     return json.loads(lines[-1])
 
 
-async def arun_script(script: str | os.PathLike, *args: str, timeout: float = 60.0) -> dict[str, Any]:
-    """:func:`run_script` from a notebook cell (``await``); several at once with ``asyncio.gather``."""
-    return await asyncio.to_thread(run_script, script, *args, timeout=timeout)
+async def arun_script_report(script: str | os.PathLike, *args: str, timeout: float = 60.0) -> dict[str, Any]:
+    """:func:`run_script_report` from a notebook cell (``await``); several at once with ``asyncio.gather``."""
+    return await asyncio.to_thread(run_script_report, script, *args, timeout=timeout)
 
 
 def edited_copy(path: str | os.PathLike, old: str, new: str, folder: str | os.PathLike) -> Path:

@@ -3,14 +3,21 @@
 Colour is never the only signal (many readers cannot tell the course's red from its green, and
 printouts are often grey): every bar drawn in one of the course's colours also gets that colour's
 hatching and a direct label or legend entry saying what it means ("problem", "trap", "fix"), and
-values are written on the bars.
+values are written on the bars. Lines in those colours get that colour's marker and line style
+(``MARKS``) and a direct label or legend entry.
+
+A notebook draws each figure with one call here (and ``plt.show()``): the lesson cell shows what
+is compared, this module how it is drawn.
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-__all__ = ["style", "compare_bars", "errors_and_latency", "BAD", "GOOD", "NEUTRAL", "TRAP", "MEANING"]
+__all__ = [
+    "style", "compare_bars", "bar_panels", "errors_and_latency", "answers_by_status", "loop_lag",
+    "answer_staircase", "memory_over_time", "BAD", "GOOD", "NEUTRAL", "TRAP", "MEANING", "MARKS",
+]
 
 BAD, GOOD, NEUTRAL, TRAP = "#c0392b", "#27ae60", "#7f8c8d", "#e67e22"
 
@@ -21,6 +28,9 @@ MEANING: dict[str, tuple[str, str]] = {
     NEUTRAL: ("reference", "..."),
 }
 """Colour -> (what it means, its hatching). Colours not listed here get no hatching and no label."""
+
+MARKS: dict[str, tuple[str, str]] = {BAD: ("x", "-"), TRAP: ("^", "-."), GOOD: ("o", "--"), NEUTRAL: ("s", ":")}
+"""Colour -> (marker, line style): a line in a course colour is told apart without its colour."""
 
 
 def style() -> None:
@@ -43,6 +53,11 @@ def _colors(labels: Sequence[str], colors: Sequence[str] | None) -> list[str]:
 
 def _hatch(color: str) -> str:
     return MEANING.get(color, ("", ""))[1]
+
+
+def _marks(color: str, i: int) -> tuple[str, str]:
+    """The marker and line style for the ``i``-th line, drawn in ``color``."""
+    return MARKS.get(color, ("osx^"[i % 4], ("-", "--", ":", "-.")[i % 4]))
 
 
 def _meanings_used(colors: Sequence[str]) -> list[str]:
@@ -68,8 +83,10 @@ def _hatch_bars(bars: Any, colors: Sequence[str]) -> None:
 
 
 def compare_bars(values: Mapping[str, float], *, title: str, ylabel: str, colors: Sequence[str] | None = None,
-                 fmt: str = "{:.2f}", ax: Any = None, tags: bool = True) -> Any:
-    """One bar per label with its value written on top. Returns the Axes.
+                 fmt: str = "{:.2f}", ax: Any = None, tags: bool = True,
+                 figsize: tuple[float, float] | None = None) -> Any:
+    """One bar per label with its value written on top, on ``ax`` or on a figure of its own
+    (``figsize``, by default as wide as the bars need). Returns the Axes.
 
     Bars in the course's colours are hatched by meaning (``MEANING``: problem ``xxx``, trap ``///``,
     fix plain) and, with ``tags`` (the default) and more than one meaning on the axes, the meaning
@@ -78,8 +95,9 @@ def compare_bars(values: Mapping[str, float], *, title: str, ylabel: str, colors
     import matplotlib.pyplot as plt
 
     style()
-    if ax is None:
-        _, ax = plt.subplots(figsize=(max(4, 1.6 * len(values)), 3.4))
+    own_figure = ax is None
+    if own_figure:
+        _, ax = plt.subplots(figsize=figsize or (max(4, 1.6 * len(values)), 3.4))
     labels = list(values)
     cols = _colors(labels, colors)
     bars = ax.bar(labels, [values[k] for k in labels], color=cols)
@@ -90,6 +108,8 @@ def compare_bars(values: Mapping[str, float], *, title: str, ylabel: str, colors
     ax.set_title(title)
     ax.set_ylabel(ylabel)
     ax.margins(y=0.3 if shown else 0.15)
+    if own_figure:
+        ax.figure.tight_layout()
     return ax
 
 
@@ -131,3 +151,137 @@ def errors_and_latency(results: Mapping[str, Any], *, title: str = "", colors: S
         fig.suptitle(title, fontweight="bold")
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
+
+
+def bar_panels(panels: Mapping[str, Mapping[str, float]], *, ylabel: str | Sequence[str],
+               colors: Sequence[str] | None = None, fmt: str = "{:.2f}", title: str = "",
+               sharey: bool = False) -> Any:
+    """:func:`compare_bars` side by side: one panel per title in ``panels`` (title -> label ->
+    value), the same colours in each; ``ylabel`` one for all or one per panel. Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    style()
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(9, 5 * len(panels)), 3.6), sharey=sharey,
+                             squeeze=False)
+    ylabels = [ylabel] * len(panels) if isinstance(ylabel, str) else list(ylabel)
+    for ax, (name, values), label in zip(axes[0], panels.items(), ylabels):
+        compare_bars(values, title=name, ylabel=label, colors=colors, fmt=fmt, ax=ax)
+    if title:
+        fig.suptitle(title, fontweight="bold")
+    fig.tight_layout()
+    return fig
+
+
+def answers_by_status(counts: Mapping[str, Mapping[int, int]],
+                      groups: Mapping[str, tuple[Sequence[int], str, str]], *, total: int, title: str,
+                      xlabel: str, spell_out: Sequence[int] = (), min_label: int = 12) -> Any:
+    """One horizontal bar per label in ``counts`` (label -> status code -> how many), stacked by
+    ``groups`` (name -> (status codes, colour, hatching)) in that order and drawn from the top.
+    A segment of at least ``min_label`` answers has its count written on it; the counts of the
+    ``spell_out`` statuses are written beside every bar, also where their segment is too thin to
+    see. ``total`` is the number of answers per bar. Returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    style()
+    _, ax = plt.subplots(figsize=(9, 3.4))
+    labels = list(counts)
+    left = [0] * len(labels)
+    for name, (codes, color, hatch) in groups.items():
+        values = [sum(counts[label].get(code, 0) for code in codes) for label in labels]
+        bars = ax.barh(labels, values, left=left, color=color, hatch=hatch, edgecolor="white", label=name)
+        for bar, value in zip(bars, values):
+            if value >= min_label:
+                ax.text(bar.get_x() + bar.get_width() / 2, bar.get_y() + bar.get_height() / 2, str(value),
+                        ha="center", va="center", fontweight="bold",
+                        bbox=dict(facecolor="white", edgecolor="none", pad=1.5))
+        left = [a + b for a, b in zip(left, values)]
+    if spell_out:
+        for y, label in enumerate(labels):
+            note = "\n".join(f"{counts[label].get(code, 0)} x {code}" for code in spell_out)
+            ax.annotate(note, (total, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=9)
+    ax.set_xlim(0, total * 1.16)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2, frameon=False)
+    ax.figure.tight_layout()
+    return ax
+
+
+def loop_lag(samples: Mapping[str, Sequence[tuple[float, float]]], *, title: str,
+             colors: Sequence[str] | None = None) -> Any:
+    """How long the event loop had been stuck at each moment, one line per label in ``samples``
+    (a :class:`course.blocking.LagProbe`'s ``(t, lag)`` samples): the curve rises while the probe's
+    timer is overdue and drops when it fires (the markers). The longest stall is written out.
+    Returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    from course.blocking import lag_curve
+
+    style()
+    _, ax = plt.subplots(figsize=(9, 3.4))
+    cols = _colors(list(samples), colors)
+    for i, ((label, points), color) in enumerate(zip(samples.items(), cols)):
+        marker, line = _marks(color, i)
+        xs, ys = lag_curve(list(points))
+        ax.plot(xs, [y * 1000 for y in ys], color=color, linestyle=line, linewidth=2, label=label)
+        ax.plot([t for t, _ in points], [lag * 1000 for _, lag in points], color=color, linestyle="",
+                marker=marker, markersize=5)  # the probe's wake-ups
+    everything = [point for points in samples.values() for point in points]
+    if everything:
+        worst_t, worst_lag = max(everything, key=lambda point: point[1])
+        ax.annotate(f"the probe woke {worst_lag:.2f} s late:\nno request ran meanwhile",
+                    xy=(worst_t, worst_lag * 1000), xytext=(-190, -10), textcoords="offset points",
+                    fontsize=9, ha="left")
+    ax.set_xlabel("seconds since the burst started")
+    ax.set_ylabel("loop stuck for (ms)")
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    return ax
+
+
+def answer_staircase(latencies: Mapping[str, Sequence[float]], *, title: str,
+                     colors: Sequence[str] | None = None) -> Any:
+    """Each request's answer time, sorted, one line per label in ``latencies`` (label -> seconds):
+    requests that wait for a free thread show as steps. Returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    style()
+    _, ax = plt.subplots(figsize=(9, 3.8))
+    cols = _colors(list(latencies), colors)
+    for i, ((label, seconds), color) in enumerate(zip(latencies.items(), cols)):
+        marker, line = _marks(color, i)
+        done = sorted(seconds)
+        ax.plot(range(1, len(done) + 1), done, color=color, marker=marker, markevery=5, linestyle=line,
+                markersize=5, label=label)
+    ax.set_xlabel("n-th answer (sorted)")
+    ax.set_ylabel("answered after (s)")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
+    return ax
+
+
+def memory_over_time(samples: Mapping[str, Sequence[Any]], *, peaks: Mapping[str, float], title: str,
+                     colors: Sequence[str] | None = None, xlabel: str = "seconds",
+                     ylabel: str = "RSS (MiB)") -> Any:
+    """A process's memory over time, one line per label in ``samples`` (:class:`course.probes.
+    MemorySampler` samples, with ``.t`` and ``.rss_mib``), each labelled at its highest point with
+    its peak from ``peaks`` (the kernel's VmHWM, which sampling can miss). Returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    style()
+    _, ax = plt.subplots(figsize=(9, 4))
+    cols = _colors(list(samples), colors)
+    for i, ((label, points), color) in enumerate(zip(samples.items(), cols)):
+        marker, line = _marks(color, i)
+        t, rss = [s.t for s in points], [s.rss_mib for s in points]
+        ax.plot(t, rss, color=color, marker=marker, linestyle=line, markersize=4,
+                markevery=max(1, len(t) // 12))
+        if rss:
+            top = max(range(len(rss)), key=rss.__getitem__)
+            ax.annotate(f"{label}: VmHWM {peaks[label]:.0f} MiB", (t[top], rss[top]), xytext=(6, 4),
+                        textcoords="offset points", fontsize=9, color="black")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return ax

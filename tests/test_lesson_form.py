@@ -1,13 +1,14 @@
 """Every notebook follows the lesson form (AUTHORING.md): title and minutes from modules.yml,
 questions and objectives, sections with minutes that add up, a checkpoint at least every 15
-minutes, a challenge with its answer folded away, key points and the way to the exercise."""
+minutes, a challenge with its answer folded away, key points and the way to the exercise, and
+code lines that fit the screen."""
 
 from __future__ import annotations
 
 import pytest
 
 from course.manifest import modules
-from course.tooling.lessonform import MAX_GAP, checkpoint_gaps, outline
+from course.tooling.lessonform import MAX_GAP, MAX_LINE, checkpoint_gaps, outline
 
 ALL = modules()
 
@@ -69,3 +70,13 @@ def test_last_cell(module) -> None:
         following = [m for m in ALL if m.number > module.number]
         assert not following or following[0].notebook.name in last, \
             f"{module.notebook.name}: the last cell must point to the next notebook"
+
+
+@pytest.mark.parametrize("module", ALL, ids=[m.name for m in ALL])
+def test_code_lines_fit_the_screen(module) -> None:
+    long = outline(module.notebook).long_lines
+    first = "\n".join(f"  cell {i}, {len(line)} characters: {line.strip()[:80]}" for i, line in long[:5])
+    assert not long, (
+        f"{module.notebook.name}: {len(long)} code line(s) longer than {MAX_LINE} characters, cut off at "
+        f"the cell's edge in JupyterLab; break them, name an intermediate value, or move harness and "
+        f"plot code into `course`. The first:\n{first}")

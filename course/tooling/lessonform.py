@@ -1,7 +1,8 @@
 """Read a notebook as the lesson form describes it (AUTHORING.md, "The lesson form"): the
 first cell's title, minutes, questions and objectives; the sections with their minutes; the
-checkpoints, the challenge and the last cell. tests/test_lesson_form.py checks every notebook
-with it; ``python -m course.tooling.lessonform`` prints the outline of each."""
+checkpoints, the challenge and the last cell; the code lines too long to see whole.
+tests/test_lesson_form.py checks every notebook with it; ``python -m course.tooling.lessonform``
+prints the outline of each."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from pathlib import Path
 
 import nbformat
 
-__all__ = ["Outline", "Section", "outline", "checkpoint_gaps", "MAX_GAP"]
+__all__ = ["Outline", "Section", "outline", "checkpoint_gaps", "MAX_GAP", "MAX_LINE"]
 
 MAX_GAP = 15  # lesson minutes without a checkpoint, at most
+MAX_LINE = 100  # characters in a code-cell line: the width a 1300-pixel JupyterLab shows without scrolling
 _SECTION = re.compile(r"^## (?P<title>.+?)\s*\((?P<minutes>\d+) min\)\s*$", re.M)
 
 
@@ -41,6 +43,8 @@ class Outline:
     challenges: int = 0
     challenge_answers_folded: int = 0
     last_cell: str = ""
+    long_lines: list[tuple[int, str]] = field(default_factory=list)
+    """Code-cell lines longer than ``MAX_LINE``: (cell index, line), in notebook order."""
 
 
 def _bullets(text: str, label: str) -> list[str]:
@@ -65,6 +69,8 @@ def outline(path: str | Path) -> Outline:
     out.questions, out.objectives = _bullets(first + "\n", "Questions"), _bullets(first + "\n", "Objectives")
     current: Section | None = None
     for i, cell in enumerate(cells):
+        if cell.cell_type == "code":
+            out.long_lines += [(i, line) for line in cell.source.splitlines() if len(line) > MAX_LINE]
         if cell.cell_type != "markdown":
             continue
         for line in cell.source.splitlines():
