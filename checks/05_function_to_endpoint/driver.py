@@ -4,37 +4,50 @@
 
 It seeds a SQLite file (users with balances and password hashes, and an api_keys table the API
 never serves), points PAYMENTS_DB at it, imports app.py, serves it with uvicorn on 127.0.0.1,
-sends good payments, injections, domain errors and a batch of bad input, reads the balances back
-from the database, and checks whether the server still answers while a request waits for a locked
+sends good payments, injections, domain errors, a batch of bad input, a payment and a lookup for
+one user at once, and a refused payment followed by a valid one, reads the balances back from the
+database, and checks whether the server still answers while a request waits for a locked
 database. It never judges: the checks read the report.
+
+Every request's result is the serving stage's answer record (course.grading.serving.Answer:
+"request", "status", "body", "json", "seconds", "server_error"); a payment's also has "sent" (the
+body sent: JSON data, or the text of a body that is not JSON).
 
 Report keys (each check names the ones it needs with ``require``):
 
-    lookup            GET /users?email=<a user's email>: {"status", "body", "json", "server_error"}
+    seeded            {"<id>": {"name", "email", "cents"}}: the users as seeded (balance_cents)
+    lookup            GET /users?email=<user 1's email>
     lookup_none       the same for an email nobody has
-    injections        [{"payload", "status", "body", "server_error", "leaked"}] for GET /users?email=<payload>;
-                      leaked: the other users' emails and api secrets found in the body
-    payment           POST /payments for user 1 (12.50): the same shape as lookup
-    payment_cents     user 1's balance_cents in the database afterwards (seeded 10000)
-    money             [{"user", "amount", "status", "json", "server_error"}]: payments with a rounding trap
-    money_cents       {"2": cents, "3": cents} in the database afterwards (seeded 2000 and 100)
-    domain            {"unknown_user": result, "over_balance": result}; domain_cents: user 4's balance after
-    bad               [{"name", "kind", "status", "body", "server_error"}]: bad payments for user 5 (kind: amount,
-                      luhn, other); bad_cents: user 5's balance after them (seeded 5000)
-    secrets_seen      [{"request", "found"}]: password hashes, the card number and the keys password_hash/cvv
-                      found in the responses of the requests above
-    event_loop        {"answered_while_locked", "probe_seconds", "statuses", "server_errors"}: with the
-                      database locked, a payment and a lookup are sent; 0.5 s later GET /openapi.json
+    injections        [answer + {"payload", "leaked"}] for GET /users?email=<payload>; leaked: the other
+                      users' emails and the api secret found in a 200's body
+    payment           POST /payments for user 1 (12.50); payment_cents: user 1's balance_cents afterwards
+    money             payments with a rounding trap (0.10 three times for user 2, 0.29 for user 3);
+                      money_cents: {"2": cents, "3": cents} in the database afterwards
+    domain            {"unknown_user", "over_balance"} (user 999; 50.00 from user 4); domain_cents: user 4's
+                      balance afterwards
+    bad               [answer + {"sent", "name", "kind"}]: bad payments for user 5 (kind: amount, luhn, other);
+                      bad_cents: user 5's balance afterwards
+    together          {"answers": [a payment for user 7 (10.00), a lookup of user 7] sent at once, "cents": user 7's
+                      balance afterwards}
+    after_refusal     {"answers": [a card failing Luhn, more than the balance, a valid payment], all for user 7,
+                      one after the other; "cents_before", "cents_after": user 7's balance around them}
+    secrets_seen      [{"request", "found"}]: password hashes, the card number and the keys password_hash/cvv/card
+                      found in the answers to the requests above
+    event_loop        the database locked (BEGIN EXCLUSIVE in another connection), a payment and a lookup sent;
+                      once they wait for the lock, GET /openapi.json (no database): {"answered_while_locked",
+                      "probe" (its answer), "waiting" (the two answers, after the lock was released),
+                      "loop_waited" (the server's event loop itself called the database while it was locked),
+                      "lock_hold" (seconds the probe may take while the lock is held)}
+    stops             the serving stage's stop (SIGTERM): see course.grading.serving
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
 import os
 import sqlite3
-import time
+import threading
 from pathlib import Path
 
 from course.grading.checking import Driver
@@ -47,10 +60,12 @@ USERS = [  # id, name, email, balance_cents
     (4, "Dan", "dan@example.com", 500),     # a payment over the balance
     (5, "Eve", "eve@example.com", 5000),    # bad input only: must stay 5000
     (6, "Fay", "fay@example.com", 1000),    # paid while the database is locked
+    (7, "Gus", "gus@example.com", 3000),    # two payments at once, then a refused and a valid one
 ]
 HASHES = {uid: f"pbkdf2_sha256$600000${name.lower()}salt$hashOf{name}" for uid, name, _, _ in USERS}
 API_SECRET = "sk_live_51HxCourseSecretKey"
-CLIENT_TIMEOUT = 8
+LOCK_HOLD = 2.0     # seconds the probe may take while the database is locked
+REACH_LIMIT = 3.0   # seconds to wait for the app's requests to reach the locked database
 
 INJECTIONS = [
     "x' OR '1'='1",
@@ -58,23 +73,20 @@ INJECTIONS = [
     "'",
 ]
 
-NAN_BODY = '{"user_id": 5, "amount": NaN, "card": %s}' % json.dumps(CARD)
-INF_BODY = '{"user_id": 5, "amount": Infinity, "card": %s}' % json.dumps(CARD)
-
 
 def pay(amount, user_id=5, card=CARD) -> dict:
     return {"user_id": user_id, "amount": amount, "card": card}
 
 
-# (name, kind, body): body is JSON data, or a str sent as it is
+# (name, kind, body): body is JSON data (NaN and Infinity written as JavaScript does), or a str sent as it is
 BAD = [
     ("amount 0", "amount", pay(0)),
     ("amount -5", "amount", pay(-5)),
     ("amount 0.001 (less than a cent)", "amount", pay(0.001)),
     ("card number 4242424242424241 (fails Luhn)", "luhn", pay(1, card={**CARD, "number": "4242424242424241"})),
     ("card number 1234567812345678 (fails Luhn)", "luhn", pay(1, card={**CARD, "number": "1234567812345678"})),
-    ("amount NaN", "other", NAN_BODY),
-    ("amount Infinity", "other", INF_BODY),
+    ("amount NaN", "other", pay(float("nan"))),
+    ("amount Infinity", "other", pay(float("inf"))),
     ('amount "abc"', "other", pay("abc")),
     ("amount 1e300", "other", pay(1e300)),
     ("amount missing", "other", {"user_id": 5, "card": CARD}),
@@ -93,9 +105,11 @@ BAD = [
     ("a body that is not JSON", "other", "{user_id: 5"),
 ]
 
+_connect = sqlite3.connect  # the driver's own connections, never watched
+
 
 def seed(db: Path) -> None:
-    conn = sqlite3.connect(db)
+    conn = _connect(db)
     try:
         with conn:
             conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL UNIQUE, "
@@ -108,10 +122,10 @@ def seed(db: Path) -> None:
         conn.close()
 
 
-def balances(db: Path) -> dict[int, int]:
-    conn = sqlite3.connect(db, timeout=5)
+def balance(db: Path, user_id: int) -> int:
+    conn = _connect(db, timeout=5)
     try:
-        return dict(conn.execute("SELECT id, balance_cents FROM users").fetchall())
+        return conn.execute("SELECT balance_cents FROM users WHERE id = ?", (user_id,)).fetchone()[0]
     finally:
         conn.close()
 
@@ -135,130 +149,170 @@ def secrets_in(text: str, parsed) -> list[str]:
     return found + [f'a "{k}" key' for k in sorted(keys)]
 
 
-async def exercise_app(d: Driver, module, db: Path) -> None:
-    import httpx
+class LockWatch:
+    """Which threads of the app entered a database call that needs the lock while the driver holds
+    it. Every SQLite connection opened after :meth:`install` (sqlite3, SQLAlchemy's pysqlite,
+    aiosqlite: all call sqlite3.connect) is made with a connection class whose execute methods
+    (its cursors' too) report the thread that calls them. A statement that needs the lock, called
+    while the lock is held, cannot return before it is released: its thread waits for the lock
+    (SQLite's busy timeout), in preparing the statement or in running it."""
 
-    from course.server import serve_in_thread
+    FREE = ("COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE")  # statements that need no lock
 
-    with d.stage("startup", limit=10, doing="starting the app (its lifespan, up to its yield)"):
-        server_cm = serve_in_thread(module.app, timeout_graceful_shutdown=2, ready_timeout=8)
-        server = server_cm.__enter__()
+    def __init__(self) -> None:
+        self.armed = False
+        self.threads: set[int] = set()
+        self._cond = threading.Condition()
+
+    def install(self) -> None:
+        import sqlite3.dbapi2 as dbapi2
+
+        watch = self
+
+        def watched(method):
+            def call(self, sql, *args, **kwargs):
+                watch.called(sql)
+                return method(self, sql, *args, **kwargs)
+            return call
+
+        class Cursor(sqlite3.Cursor):
+            execute = watched(sqlite3.Cursor.execute)
+            executemany = watched(sqlite3.Cursor.executemany)
+            executescript = watched(sqlite3.Cursor.executescript)
+
+        class Connection(sqlite3.Connection):
+            execute = watched(sqlite3.Connection.execute)
+            executemany = watched(sqlite3.Connection.executemany)
+            executescript = watched(sqlite3.Connection.executescript)
+
+            def cursor(self, factory=Cursor):
+                return super().cursor(factory)
+
+        def connect(*args, **kwargs):
+            kwargs.setdefault("factory", Connection)  # an app's own factory wins (and is not watched)
+            return _connect(*args, **kwargs)
+
+        sqlite3.connect = dbapi2.connect = connect
+
+    def called(self, statement) -> None:
+        words = str(statement).upper().split()
+        if not self.armed or not words or words[0] in self.FREE or (
+                words[0] == "BEGIN" and not {"IMMEDIATE", "EXCLUSIVE"} & set(words)):  # a deferred BEGIN
+            return
+        with self._cond:
+            self.threads.add(threading.get_ident())
+            self._cond.notify_all()
+
+    def wait(self, n: int, loop_thread: int | None, timeout: float) -> bool:
+        """Until ``n`` threads wait for the lock, or the server's event loop itself does (then no
+        other request can reach the database before the lock is released)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self.threads) >= n or loop_thread in self.threads, timeout)
+
+
+def shown(body) -> str:
+    text = body if isinstance(body, str) else json.dumps(body)
+    return "POST /payments " + text.replace(json.dumps(CARD), "{a valid card}")
+
+
+async def exercise_app(d: Driver, module, db: Path, watch: LockWatch) -> None:
     seen: list[dict] = []
-    try:
+
+    def looked_at(r: dict) -> dict:
+        text = r["body"] + json.dumps(r["json"])
+        found = secrets_in(text, r["json"])
+        if found:
+            seen.append({"request": r["request"], "found": found})
+        return r
+
+    async def looked_at_later(request) -> dict:
+        return looked_at(await request)
+
+    async def payment(svc, body) -> dict:
+        kwargs = ({"content": body, "headers": {"content-type": "application/json"}} if isinstance(body, str)
+                  else {"json": body})
+        return {**looked_at(await svc.send("POST", "/payments", show=shown(body), **kwargs)), "sent": body}
+
+    with d.serve(module.app) as svc:
         with d.stage("requests", limit=30, doing="answering the checks' requests"):
-            async with httpx.AsyncClient(base_url=server.url, timeout=CLIENT_TIMEOUT,
-                                         limits=httpx.Limits(max_keepalive_connections=0)) as client:
+            d.report["lookup"] = looked_at(await svc.send("GET", "/users", params={"email": USERS[0][2]}))
+            d.report["lookup_none"] = looked_at(await svc.send("GET", "/users",
+                                                               params={"email": "nobody@example.com"}))
+            others = [email for _, _, email, _ in USERS] + [API_SECRET]
+            injections = []
+            for payload in INJECTIONS:
+                r = looked_at(await svc.send("GET", "/users", params={"email": payload}))
+                text = r["body"] + json.dumps(r["json"])
+                injections.append({**r, "payload": payload,
+                                   "leaked": [s for s in others if r["status"] == 200 and s in text]})
+            d.report["injections"] = injections
 
-                async def call(method: str, path: str, body=None, *, look_for=(), **kwargs) -> dict:
-                    """One request's result; a failure is recorded, never raised, with the server's own
-                    exception when there was one."""
-                    before = collections.Counter(server.errors)
-                    if body is not None:
-                        kwargs["content"] = body if isinstance(body, str) else json.dumps(body)
-                        kwargs["headers"] = {"content-type": "application/json"}
-                    try:
-                        r = await client.request(method, path, **kwargs)
-                        result = {"status": r.status_code, "body": r.text[:300],
-                                  "leaked": [s for s in look_for if r.status_code == 200 and s in r.text]}
-                        try:
-                            result["json"] = r.json()
-                        except ValueError:
-                            result["json"] = None
-                        seen.append({"request": f"{method} {path}", "found": secrets_in(r.text, result["json"])})
-                    except httpx.HTTPError as exc:
-                        result = {"status": None, "body": f"no answer: {type(exc).__name__}: {exc}"[:300], "json": None,
-                                  "leaked": []}
-                    if result["status"] is None or result["status"] >= 500:
-                        await asyncio.sleep(0.02)  # uvicorn logs the exception just after the 500
-                    result["server_error"] = server.describe_errors(before)
-                    return result
+            d.report["payment"] = await payment(svc, pay(12.5, user_id=1))
+            d.report["payment_cents"] = balance(db, 1)
+            d.report["money"] = [await payment(svc, pay(amount, user_id=user))
+                                 for user, amount in [(2, 0.1), (2, 0.1), (2, 0.1), (3, 0.29)]]
+            d.report["money_cents"] = {"2": balance(db, 2), "3": balance(db, 3)}
+            d.report["domain"] = {"unknown_user": await payment(svc, pay(1, user_id=999)),
+                                  "over_balance": await payment(svc, pay(50, user_id=4))}
+            d.report["domain_cents"] = balance(db, 4)
+            d.report["bad"] = [{**await payment(svc, body), "name": name, "kind": kind} for name, kind, body in BAD]
+            d.report["bad_cents"] = balance(db, 5)
 
-                d.report["lookup"] = await call("GET", "/users", params={"email": "ann@example.com"})
-                d.report["lookup_none"] = await call("GET", "/users", params={"email": "nobody@example.com"})
-                others = [email for uid, _, email, _ in USERS] + [API_SECRET]
-                injections = []
-                for payload in INJECTIONS:
-                    r = await call("GET", "/users", params={"email": payload}, look_for=others)
-                    r["payload"] = payload
-                    injections.append(r)
-                d.report["injections"] = injections
+            # A payment and a lookup for the same user at the same moment.
+            lookup = svc.send("GET", "/users", params={"email": USERS[6][2]})
+            d.report["together"] = {"answers": await svc.together(payment(svc, pay(10, user_id=7)),
+                                                                  looked_at_later(lookup)),
+                                    "cents": balance(db, 7)}
+            before = balance(db, 7)
+            refused = [await payment(svc, pay(1, user_id=7, card={**CARD, "number": "4242424242424241"})),
+                       await payment(svc, pay(before, user_id=7))]  # 100 times the balance
+            d.report["after_refusal"] = {"answers": [*refused, await payment(svc, pay(2.5, user_id=7))],
+                                         "cents_before": before, "cents_after": balance(db, 7)}
+            d.report["secrets_seen"] = seen
 
-                d.report["payment"] = await call("POST", "/payments", pay(12.5, user_id=1))
-                d.report["payment_cents"] = balances(db)[1]
+        with d.stage("locked", limit=LOCK_HOLD + REACH_LIMIT + 10,
+                     doing="serving while a request waits for a locked database"):
+            d.report["event_loop"] = await locked_database(svc, db, watch)
 
-                money = []
-                for user, amount in [(2, 0.1), (2, 0.1), (2, 0.1), (3, 0.29)]:
-                    r = await call("POST", "/payments", pay(amount, user_id=user))
-                    money.append({"user": user, "amount": amount, **{k: r[k] for k in ("status", "json", "server_error", "body")}})
-                d.report["money"] = money
-                cents = balances(db)
-                d.report["money_cents"] = {"2": cents[2], "3": cents[3]}
 
-                d.report["domain"] = {"unknown_user": await call("POST", "/payments", pay(1, user_id=999)),
-                                      "over_balance": await call("POST", "/payments", pay(50, user_id=4))}
-                d.report["domain_cents"] = balances(db)[4]
-
-                bad = []
-                for name, kind, body in BAD:
-                    r = await call("POST", "/payments", body)
-                    bad.append({"name": name, "kind": kind, "status": r["status"], "body": r["body"][:200],
-                                "server_error": r["server_error"]})
-                d.report["bad"] = bad
-                d.report["bad_cents"] = balances(db)[5]
-                d.report["secrets_seen"] = [s for s in seen if s["found"]]
-
-        with d.stage("locked", limit=15, doing="serving while a request waits for a locked database"):
-            d.report["event_loop"] = await locked_database(server, db)
+async def locked_database(svc, db: Path, watch: LockWatch) -> dict:
+    """Lock the database (BEGIN EXCLUSIVE in another connection), send a payment and a lookup, wait
+    until they wait for the lock, then ask the server for /openapi.json, which needs no database. A
+    server whose event loop is free answers at once; one whose loop sits in a blocking database call
+    answers only after the lock is released (it is held LOCK_HOLD s at most)."""
+    await svc.send("GET", "/openapi.json")  # built once and cached: the probe below costs nothing
+    lock = _connect(db, isolation_level=None, timeout=5)
+    try:
+        lock.execute("BEGIN EXCLUSIVE")
+        watch.armed = True
+        waiting = [asyncio.create_task(svc.send("POST", "/payments", json=pay(1, user_id=6), show=shown(pay(1, 6)))),
+                   asyncio.create_task(svc.send("GET", "/users", params={"email": USERS[5][2]}))]
+        # Until both wait for the lock, or the server's loop does (it then takes no other request).
+        await asyncio.to_thread(watch.wait, len(waiting), svc.server.thread.ident, REACH_LIMIT)
+        watch.armed = False
+        loop_waited = svc.server.thread.ident in watch.threads
+        probe = asyncio.create_task(svc.send("GET", "/openapi.json"))
+        await asyncio.wait({probe}, timeout=LOCK_HOLD)
+        answered_while_locked = probe.done() and probe.result()["status"] is not None
     finally:
-        with d.stage("shutdown", limit=10, doing="stopping the app (its lifespan after its yield)"):
-            server_cm.__exit__(None, None, None)
-
-
-async def locked_database(server, db: Path) -> dict:
-    """Lock the database (BEGIN EXCLUSIVE in another connection), send a payment and a lookup that
-    must wait for it, then ask the server for /openapi.json, which needs no database. A server whose
-    event loop is free answers at once; one whose loop sits in a blocking database call answers only
-    after the lock is released (the lock is held 2.5 s at most)."""
-    import httpx
-
-    before = collections.Counter(server.errors)
-    async with httpx.AsyncClient(base_url=server.url, timeout=CLIENT_TIMEOUT,
-                                 limits=httpx.Limits(max_keepalive_connections=0)) as client:
-        await client.get("/openapi.json")  # built once and cached: the probe below costs nothing
-        lock = sqlite3.connect(db, isolation_level=None, timeout=5)
-        try:
-            lock.execute("BEGIN EXCLUSIVE")
-            waiting = [asyncio.create_task(client.post("/payments", json=pay(1, user_id=6))),
-                       asyncio.create_task(client.get("/users", params={"email": "fay@example.com"}))]
-            await asyncio.sleep(0.5)  # both requests reach the database and wait for the lock
-            start = time.perf_counter()
-            probe = asyncio.create_task(client.get("/openapi.json"))
-            await asyncio.wait({probe}, timeout=2.0)
-            answered_while_locked = probe.done() and probe.exception() is None
-        finally:
-            lock.execute("ROLLBACK") if lock.in_transaction else None
-            lock.close()
-        await asyncio.wait({probe}, timeout=CLIENT_TIMEOUT)
-        probe_seconds = time.perf_counter() - start
-        statuses = []
-        for task in waiting:
-            try:
-                statuses.append((await task).status_code)
-            except httpx.HTTPError as exc:
-                statuses.append(f"no answer: {type(exc).__name__}")
-    await asyncio.sleep(0.02)
-    return {"answered_while_locked": answered_while_locked, "probe_seconds": round(probe_seconds, 3),
-            "statuses": statuses, "server_errors": server.describe_errors(before)}
+        watch.armed = False
+        if lock.in_transaction:
+            lock.execute("ROLLBACK")
+        lock.close()
+    return {"answered_while_locked": answered_while_locked, "probe": await probe,
+            "waiting": [await task for task in waiting], "loop_waited": loop_waited, "lock_hold": LOCK_HOLD}
 
 
 def main(d: Driver) -> None:
     db = d.scratch / "payments.db"
     seed(db)
+    d.report["seeded"] = {str(uid): {"name": name, "email": email, "cents": cents}
+                          for uid, name, email, cents in USERS}
+    watch = LockWatch()
+    watch.install()
     os.environ["PAYMENTS_DB"] = str(db)
-    with d.stage("import", limit=10, doing="importing app.py",
-                 hint="run `python -c 'import app'` in your exercise folder and read the first error."):
-        module = d.import_learner("app.py", needs="app")
-    asyncio.run(exercise_app(d, module, db))
+    module = d.import_stage("app.py")
+    asyncio.run(exercise_app(d, module, db, watch))
 
 
 if __name__ == "__main__":

@@ -7,26 +7,11 @@ The learner's app runs once, in a subprocess, under a real uvicorn server with a
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 
-import pytest
-
-from course.grading.checking import expect, nothing_left_running, require, run_driver
+from course.grading.checking import answer, expect, nothing_left_running, require
 
 MODULE = "05_function_to_endpoint"
-DRIVER = Path(__file__).with_name("driver.py")
-
-
-@pytest.fixture(scope="module")
-def report(target: Path) -> dict:
-    return run_driver(DRIVER, target, timeout=60, what="importing app.py and serving it under uvicorn")
-
-
-def answer(result: dict) -> str:
-    """A request's result as the learner should read it: status and body, and for a 500 the
-    exception the server raised, with the line of app.py."""
-    text = f"{result['status']}: {result['body']}" if result["status"] is not None else result["body"]
-    return text + (f"; the server raised {result['server_error']}" if result.get("server_error") else "")
+WHAT = "importing app.py and serving it under uvicorn"
 
 
 def money(value) -> Decimal | None:
@@ -41,26 +26,57 @@ def ok(status) -> bool:
     return isinstance(status, int) and 200 <= status < 300
 
 
+def cents(amount) -> int:
+    """An amount as sent (12.5) in cents (1250)."""
+    return int(Decimal(str(amount)) * 100)
+
+
+def shown(amount_cents: int) -> str:
+    """Cents as the API writes money: 1250 -> "12.50"."""
+    return str(Decimal(amount_cents).scaleb(-2))
+
+
+def balance_of(result: dict) -> Decimal | None:
+    """The "balance" of a payment's answer, or of the first user a lookup found."""
+    body = result["json"]
+    if isinstance(body, list):
+        body = body[0] if body else None
+    return money(body.get("balance")) if isinstance(body, dict) else None
+
+
+def seeded_cents(report: dict, user_id) -> int:
+    return report["seeded"][str(user_id)]["cents"]
+
+
 def test_app_runs(report: dict) -> None:
     """app.py imports, starts, finds a user and takes a payment"""
-    lookup, nobody, payment, cents = require(report, "lookup", "lookup_none", "payment", "payment_cents")
+    lookup, nobody, payment, stored, seeded = require(report, "lookup", "lookup_none", "payment", "payment_cents",
+                                                      "seeded")
+    user = seeded["1"]
     users = lookup["json"]
     expect(lookup["status"] == 200 and isinstance(users, list) and len(users) == 1
-           and users[0].get("email") == "ann@example.com" and money(users[0].get("balance")) == Decimal("100.00"),
-           called="GET /users?email=ann@example.com",
-           expected='200 with [{"id": 1, "name": "Ann", "email": "ann@example.com", "balance": "100.00"}]',
+           and users[0].get("email") == user["email"] and balance_of(lookup) == money(shown(user["cents"])),
+           called=lookup["request"],
+           expected=f'200 with [{{"id": 1, "name": "{user["name"]}", "email": "{user["email"]}", '
+                    f'"balance": "{shown(user["cents"])}"}}]',
            got=answer(lookup), hint="the table is users (id, name, email, password_hash, balance_cents); "
                                     "balance is balance_cents / 100, as money.")
-    expect(nobody["status"] == 200 and nobody["json"] == [], called="GET /users?email=nobody@example.com",
+    expect(nobody["status"] == 200 and nobody["json"] == [], called=nobody["request"],
            expected="200 with []", got=answer(nobody), hint="a search that finds nothing is an empty list.")
+    sent = payment["sent"]
+    before = seeded_cents(report, sent["user_id"])
+    after = before - cents(sent["amount"])
     body = payment["json"] if isinstance(payment["json"], dict) else {}
-    expect(ok(payment["status"]) and isinstance(body.get("transaction_id"), str) and body.get("user_id") == 1
-           and money(body.get("amount")) == Decimal("12.50") and money(body.get("balance")) == Decimal("87.50"),
-           called='POST /payments {"user_id": 1, "amount": 12.5, "card": {a valid card}} (balance 100.00)',
-           expected='200 with {"transaction_id": "...", "user_id": 1, "amount": "12.50", "balance": "87.50"}',
+    expect(ok(payment["status"]) and isinstance(body.get("transaction_id"), str)
+           and body.get("user_id") == sent["user_id"] and money(body.get("amount")) == Decimal(str(sent["amount"]))
+           and balance_of(payment) == money(shown(after)),
+           called=f"{payment['request']} (balance {shown(before)})",
+           expected=f'200 with {{"transaction_id": "...", "user_id": {sent["user_id"]}, '
+                    f'"amount": "{shown(cents(sent["amount"]))}", "balance": "{shown(after)}"}}',
            got=answer(payment), hint="keep the response fields of the README's contract.")
-    expect(cents == 8750, called="reading user 1's balance_cents from the database after that payment",
-           expected="8750", got=str(cents), hint="the payment must be saved (commit).")
+    expect(stored == after,
+           called=f"reading user {sent['user_id']}'s balance_cents from the database after that payment",
+           expected=str(after), got=str(stored), hint="the payment must be saved (commit).")
 
 
 def test_lookup_not_injectable(report: dict) -> None:
@@ -89,11 +105,20 @@ def test_bad_input_is_never_a_500(report: dict) -> None:
            todo=1)
 
 
+def refused(b: dict) -> bool:
+    return isinstance(b["status"], int) and 400 <= b["status"] < 500
+
+
+def listed(items: list) -> str:
+    return ", ".join(map(str, items[:-1])) + f" and {items[-1]}" if len(items) > 1 else "".join(map(str, items))
+
+
 def test_amount_must_be_positive_whole_cents(report: dict) -> None:
     """A zero, negative or sub-cent amount is refused and charges nothing"""
-    bad = require(report, "bad")
-    accepted = [b for b in bad if b["kind"] == "amount" and not (isinstance(b["status"], int) and 400 <= b["status"] < 500)]
-    expect(not accepted, called="POST /payments for user 5 with amount 0, -5 and 0.001",
+    bad = [b for b in require(report, "bad") if b["kind"] == "amount"]
+    accepted = [b for b in bad if not refused(b)]
+    expect(not accepted, called=f"POST /payments for user {bad[0]['sent']['user_id']} with amount "
+                                + listed([b["sent"]["amount"] for b in bad]),
            expected="a 4xx (422) for each",
            got=lambda: "; ".join(f"{b['name']}: {b['status']} {b['body'][:120]}" for b in accepted),
            hint="a negative payment is a refund nobody asked for. Constrain the amount in the model "
@@ -102,9 +127,10 @@ def test_amount_must_be_positive_whole_cents(report: dict) -> None:
 
 def test_card_number_luhn_checked(report: dict) -> None:
     """A card number that fails the Luhn check is refused"""
-    bad = require(report, "bad")
-    accepted = [b for b in bad if b["kind"] == "luhn" and not (isinstance(b["status"], int) and 400 <= b["status"] < 500)]
-    expect(not accepted, called="POST /payments with card numbers 4242424242424241 and 1234567812345678",
+    bad = [b for b in require(report, "bad") if b["kind"] == "luhn"]
+    accepted = [b for b in bad if not refused(b)]
+    numbers = [b["sent"]["card"]["number"] for b in bad]
+    expect(not accepted, called=f"POST /payments with card numbers {listed(numbers)}",
            expected="a 4xx (422) for each: their Luhn checksum is wrong",
            got=lambda: "; ".join(f"{b['name']}: {b['status']} {b['body'][:120]}" for b in accepted),
            hint="payments.luhn_valid(number) exists; call it from a field validator on the card number.", todo=1)
@@ -112,46 +138,61 @@ def test_card_number_luhn_checked(report: dict) -> None:
 
 def test_bad_input_never_accepted(report: dict) -> None:
     """No malformed payment is accepted"""
-    bad, cents = require(report, "bad", "bad_cents")
+    bad, stored = require(report, "bad", "bad_cents")
+    user = bad[0]["sent"]["user_id"]
     accepted = [b for b in bad if ok(b["status"])]
-    expect(not accepted and cents == 5000, called=f"{len(bad)} bad payments for user 5 (a card without cvv, cvv \"12\", "
-                                "expiry \"13/99\", letters in the number, ...)",
-           expected="none accepted (each a 4xx); user 5's balance unchanged",
+    expect(not accepted and stored == seeded_cents(report, user),
+           called=f"{len(bad)} bad payments for user {user} (a card without cvv, cvv \"12\", "
+                  "expiry \"13/99\", letters in the number, ...)",
+           expected=f"none accepted (each a 4xx); user {user}'s balance unchanged",
            got=lambda: f"{len(accepted)} accepted: " + "; ".join(b["name"] for b in accepted[:8])
-                       + f"; user 5's balance_cents is now {cents}",
+                       + f"; user {user}'s balance_cents is now {stored}",
            hint="a card is an object with number (13-19 digits), expiry (MM/YY) and cvv (3-4 digits); "
                 "a dict accepts anything.", todo=1)
 
 
 def test_money_is_exact(report: dict) -> None:
     """Money keeps every cent (no float arithmetic)"""
-    money_results, cents = require(report, "money", "money_cents")
-    failed = [m for m in money_results if not ok(m["status"])]
-    expect(not failed, called="POST /payments: 0.10 three times from 20.00, and 0.29 from 1.00",
-           expected="200 for each", got=lambda: "; ".join(f"{m['amount']}: {answer(m)}" for m in failed),
+    results, stored = require(report, "money", "money_cents")
+    running = {user: seeded_cents(report, user) for user in stored}  # each user's balance, payment after payment
+    wanted = []
+    for m in results:
+        user = str(m["sent"]["user_id"])
+        running[user] -= cents(m["sent"]["amount"])
+        wanted.append(shown(running[user]))
+    plan = ", and ".join(
+        " + ".join(shown(cents(m["sent"]["amount"])) for m in results if str(m["sent"]["user_id"]) == user)
+        + f" from {shown(seeded_cents(report, user))}" for user in stored)
+    failed = [m for m in results if not ok(m["status"])]
+    expect(not failed, called=f"POST /payments: {plan}",
+           expected="200 for each", got=lambda: "; ".join(f"{m['sent']['amount']}: {answer(m)}" for m in failed),
            hint="read the server's error.", todo=1)
-    balances = [money((m["json"] or {}).get("balance")) for m in money_results]
-    expect(cents == {"2": 1970, "3": 71} and balances == [Decimal("19.90"), Decimal("19.80"), Decimal("19.70"),
-                                                          Decimal("0.71")],
-           called="POST /payments: 0.10 three times from 20.00, and 0.29 from 1.00; then reading balance_cents",
-           expected='balances "19.90", "19.80", "19.70" and "0.71"; 1970 and 71 cents in the database',
-           got=f"balances {[str(b) for b in balances]}; {cents['2']} and {cents['3']} cents in the database",
-           hint="20.0 - 0.1 in float holds 19.8999999999999985 (it prints as 19.9), and int(0.29 * 100) is 28. Money is a Decimal "
-                "(or whole cents) from the request to the database.", todo=1)
+    balances = [balance_of(m) for m in results]
+    expect(stored == running and balances == [Decimal(w) for w in wanted],
+           called=f"POST /payments: {plan}; then reading balance_cents",
+           expected=f"balances {listed([f'{chr(34)}{w}{chr(34)}' for w in wanted])}; "
+                    f"{listed(list(running.values()))} cents in the database",
+           got=f"balances {[str(b) for b in balances]}; {listed(list(stored.values()))} cents in the database",
+           hint="20.0 - 0.1 in float holds 19.8999999999999985 (it prints as 19.9), and int(0.29 * 100) is 28. "
+                "Money is a Decimal (or whole cents) from the request to the database.", todo=1)
 
 
 def test_domain_errors_are_4xx(report: dict) -> None:
     """An unknown user is a 404, insufficient funds a 409; neither changes anything"""
-    domain, cents = require(report, "domain", "domain_cents")
+    domain, stored = require(report, "domain", "domain_cents")
     unknown, over = domain["unknown_user"], domain["over_balance"]
-    expect(unknown["status"] == 404, called="POST /payments for user 999 (nobody)", expected="404 with a detail",
-           got=answer(unknown), hint="raise HTTPException(status_code=404, ...) when the user does not exist.", todo=3)
-    expect(over["status"] in (400, 402, 409), called="POST /payments for 50.00 from user 4 (balance 5.00)",
+    user = over["sent"]["user_id"]
+    seeded = seeded_cents(report, user)
+    expect(unknown["status"] == 404, called=f"{unknown['request']} (user {unknown['sent']['user_id']}: nobody)",
+           expected="404 with a detail", got=answer(unknown),
+           hint="raise HTTPException(status_code=404, ...) when the user does not exist.", todo=3)
+    expect(over["status"] in (400, 402, 409), called=f"{over['request']} (balance {shown(seeded)})",
            expected="409 (400 or 402 accepted) with a detail", got=answer(over),
            hint="payments.charge raises InsufficientFunds; an exception you do not handle is a 500. "
                 "Turn it into an HTTPException.", todo=3)
-    expect(cents == 500, called="reading user 4's balance_cents afterwards", expected="500 (unchanged)",
-           got=str(cents), hint="a refused payment must not touch the balance.", todo=3)
+    expect(stored == seeded, called=f"reading user {user}'s balance_cents afterwards",
+           expected=f"{seeded} (unchanged)", got=str(stored),
+           hint="a refused payment must not touch the balance.", todo=3)
 
 
 def test_no_internal_fields_in_responses(report: dict) -> None:
@@ -168,18 +209,49 @@ def test_no_internal_fields_in_responses(report: dict) -> None:
 def test_database_wait_does_not_block_the_server(report: dict) -> None:
     """While a request waits for the database, the server still answers others"""
     loop = require(report, "event_loop")
+    errors = "; ".join(w["server_error"] for w in loop["waiting"] if w["server_error"])
     expect(loop["answered_while_locked"],
            called="locking the database, sending a payment and a lookup (they wait for the lock), then "
                   "GET /openapi.json (which needs no database)",
-           expected="/openapi.json answered at once, while the lock is still held (up to 2 s)",
-           got=f"answered only after the lock was released, {loop['probe_seconds']:.2f} s later: the event loop "
-               f"was stuck in a database call (the waiting requests then got {loop['statuses']}"
-               + (f"; the server raised {loop['server_errors']})" if loop["server_errors"] else ")"),
+           expected=f"/openapi.json answered at once, while the lock is still held (up to {loop['lock_hold']:g} s)",
+           got=f"answered only after the lock was released, {loop['probe']['seconds']:.2f} s later: the event loop "
+               "was stuck in a database call"
+               + (" (a query ran in the event loop's own thread and waited for the lock)" if loop["loop_waited"] else "")
+               + f"; the waiting requests then got {[w['status'] for w in loop['waiting']]}"
+               + (f"; the server raised {errors}" if errors else ""),
            hint="sqlite3 (and any blocking driver) called in an `async def` endpoint blocks the event loop. "
                 "Use an async driver (SQLAlchemy with sqlite+aiosqlite), or make the endpoint a plain `def` "
                 "so FastAPI runs it in its thread pool.", todo=5)
 
 
+def test_concurrent_requests(report: dict) -> None:
+    """A payment and a lookup for one user at once both succeed; a valid payment after refused ones succeeds"""
+    together = require(report, "together")
+    paid, looked = together["answers"]
+    before = seeded_cents(report, paid["sent"]["user_id"])
+    after = before - cents(paid["sent"]["amount"])
+    expect(ok(paid["status"]) and looked["status"] == 200
+           and balance_of(looked) in (money(shown(before)), money(shown(after))) and together["cents"] == after,
+           called=f"{paid['request']} and {looked['request']}, sent at the same moment (balance {shown(before)})",
+           expected=f"200 for both (the lookup shows the balance before or after the payment, {shown(before)} or "
+                    f"{shown(after)}), and {after} cents stored",
+           got=f"{answer(paid)}\nand {answer(looked)}\nstored after: {together['cents']} cents",
+           hint="requests that run at once must not share what is one request's own: a session (or connection) "
+                "is used by one request at a time, so hand out one per request (a dependency that yields it).",
+           todo=5)
+    sequence = require(report, "after_refusal")
+    answers, before = sequence["answers"], sequence["cents_before"]
+    *refusals, valid = answers
+    wanted = before - cents(valid["sent"]["amount"])
+    expect(all(refused(r) for r in refusals) and ok(valid["status"]) and sequence["cents_after"] == wanted,
+           called=", then ".join(a["request"] for a in answers) + f" (balance {shown(before)})",
+           expected=f"a 4xx for each refused payment (the card fails Luhn; more than the balance), then 200 for the "
+                    f"valid one, and {wanted} cents stored",
+           got="\nthen ".join(answer(a) for a in answers) + f"\nstored after: {sequence['cents_after']} cents",
+           hint="a refused payment must leave nothing behind (an open transaction, a held lock, a half-changed row) "
+                "that stops or changes the next valid one.", todo=3)
+
+
 def test_nothing_left_running(report: dict) -> None:
-    """Nothing your code started is still running after shutdown"""
+    """The app stops by itself on SIGTERM, and nothing your code started is left running"""
     nothing_left_running(report)

@@ -29,7 +29,7 @@ import threading
 import time
 import traceback
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Iterator
 
@@ -55,6 +55,7 @@ class Answer:
     json: Any = None        # the parsed body (None when it is not JSON)
     seconds: float = 0.0
     server_error: str = ""  # what the app raised while it handled this request, with the app's line
+    headers: dict[str, str] = field(default_factory=dict)  # the response's headers, names in lower case
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,6 +73,20 @@ def _shown(method: str, path: str, params: Any, body: Any, content: Any, files: 
     elif files:
         text += " (a file upload)"
     return text
+
+
+_SSL: Any = None
+
+
+def _ssl_context() -> Any:
+    """One TLS context for every client the recorder builds: httpx loads the CA bundle for each new
+    client (15-130 ms of CPU on a busy machine), and the app is plain http on 127.0.0.1 anyway."""
+    global _SSL
+    if _SSL is None:
+        import ssl
+
+        _SSL = ssl.create_default_context()
+    return _SSL
 
 
 class Service:
@@ -108,7 +123,8 @@ class Service:
                 parsed = response.json()
             except ValueError:
                 parsed = None
-            answer = Answer(shown, response.status_code, response.text[:BODY_CHARS], parsed, seconds)
+            answer = Answer(shown, response.status_code, response.text[:BODY_CHARS], parsed, seconds,
+                            headers={k.lower(): v for k, v in response.headers.items()})
         answer.server_error = "; ".join(self.errors.for_request(rid))
         return answer.as_dict()
 
@@ -126,7 +142,7 @@ class Service:
         try:
             # A fresh connection per request: after a 500 uvicorn closes the connection, and a kept-alive
             # one would turn the next request's answer into a ReadError.
-            async with httpx.AsyncClient(base_url=self.url, timeout=timeout,
+            async with httpx.AsyncClient(base_url=self.url, timeout=timeout, verify=_ssl_context(),
                                          limits=httpx.Limits(max_keepalive_connections=0)) as client:
                 response = await client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
@@ -146,7 +162,7 @@ class Service:
         rid, shown, kwargs = self._prepare(method, path, json, content, headers, params, files, data, show)
         start, response, error = time.perf_counter(), None, None
         try:
-            with httpx.Client(base_url=self.url, timeout=timeout,
+            with httpx.Client(base_url=self.url, timeout=timeout, verify=_ssl_context(),
                               limits=httpx.Limits(max_keepalive_connections=0)) as client:
                 response = client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
