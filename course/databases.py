@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import types
 import uuid
@@ -25,9 +26,11 @@ from typing import Any, AsyncIterator
 
 from course.services import services_required
 
-__all__ = ["PG_ADMIN", "pg_admin", "postgres_available", "pg_sandbox", "pg_leftovers", "role_connections",
+__all__ = ["PG_ADMIN", "RUN_TAG", "pg_admin", "postgres_available", "pg_sandbox", "pg_leftovers", "pg_tagged",
+           "role_connections",
            "wait_for_role_connections"]
 
+RUN_TAG = "course-run:"  # the comment pg_sandbox gives its role and database under COURSE_RUN_ID
 PG_ADMIN: dict[str, Any] = dict(host="127.0.0.1", port=5432, user="postgres", database="postgres")
 """The course's PostgreSQL: 127.0.0.1:5432, user postgres, trust authentication. The one place
 that says so (the lessons' helpers, the workshop's tests)."""
@@ -88,6 +91,10 @@ async def pg_sandbox(prefix: str = "course") -> AsyncIterator[types.SimpleNamesp
     try:
         await admin.execute(f'CREATE ROLE "{name}" LOGIN')
         await admin.execute(f'CREATE DATABASE "{name}" OWNER "{name}"')
+        if os.environ.get("COURSE_RUN_ID"):  # so a test run (the workshop hub's) can find what it left
+            tag = RUN_TAG + os.environ["COURSE_RUN_ID"]
+            await admin.execute(f"COMMENT ON ROLE \"{name}\" IS '{tag}'")
+            await admin.execute(f"COMMENT ON DATABASE \"{name}\" IS '{tag}'")
         yield types.SimpleNamespace(admin=admin, role=name,
                                     url=f"postgresql+asyncpg://{name}@{PG_ADMIN['host']}:{PG_ADMIN['port']}/{name}")
     finally:
@@ -96,6 +103,20 @@ async def pg_sandbox(prefix: str = "course") -> AsyncIterator[types.SimpleNamesp
             await admin.execute(f'DROP ROLE IF EXISTS "{name}"')
         finally:
             await admin.close()
+
+
+async def pg_tagged(run_id: str) -> list[str]:
+    """Databases and roles a :func:`pg_sandbox` made under ``COURSE_RUN_ID=run_id`` that still exist."""
+    admin = await pg_admin()
+    try:
+        rows = await admin.fetch(
+            "SELECT d.datname FROM pg_database d JOIN pg_shdescription s ON s.objoid = d.oid "
+            "AND s.classoid = 'pg_database'::regclass WHERE s.description = $1 "
+            "UNION SELECT r.rolname FROM pg_roles r JOIN pg_shdescription s ON s.objoid = r.oid "
+            "AND s.classoid = 'pg_authid'::regclass WHERE s.description = $1", RUN_TAG + run_id)
+    finally:
+        await admin.close()
+    return sorted(r[0] for r in rows)
 
 
 async def pg_leftovers(prefix: str) -> list[str]:

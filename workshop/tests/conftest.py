@@ -42,7 +42,7 @@ def hub_factory() -> Iterator:
                 problems.append(f"processes left running after the hub stopped: {hub.leftovers}")
             if hub.leftover_listeners:
                 problems.append(f"still listening after the hub stopped: {hub.leftover_listeners}")
-            databases = postgres_leftovers(hub.sampler.kernel_pids)
+            databases = postgres_leftovers(hub.run_id)
             if databases:
                 problems.append(f"PostgreSQL databases/roles left by this run's kernels: {databases}")
         finally:

@@ -275,23 +275,17 @@ class Hub:
         shutil.rmtree(self.runtime, ignore_errors=True)
 
 
-def postgres_leftovers(kernel_pids: set[int]) -> list[str]:
-    """Databases and roles still on the server that one of this run's kernels created: the
-    notebook names them <prefix>_<kernel pid> (course.databases.pg_sandbox)."""
+def postgres_leftovers(run_id: str) -> list[str]:
+    """Databases and roles still on the server that this run's kernels created: pg_sandbox tags them
+    with the run's COURSE_RUN_ID (course.databases.pg_tagged)."""
     import asyncpg
+
+    from course.databases import pg_tagged
 
     async def query() -> list[str]:
         try:
-            conn = await asyncpg.connect(**PG_ADMIN, timeout=5)
+            return await pg_tagged(run_id)
         except (OSError, asyncio.TimeoutError, asyncpg.PostgresError):
             return []  # no server: the notebooks skipped their PostgreSQL sections (or failed saying so)
-        try:
-            names = [r[0] for r in await conn.fetch("SELECT datname FROM pg_database UNION SELECT rolname FROM pg_roles")]
-        finally:
-            await conn.close()
-        # A pid alive now is someone else's process by the time this runs (this run's are stopped, and
-        # pids are reused quickly): its database is not ours to judge.
-        return sorted(n for n in names if n.rsplit("_", 1)[-1].isdigit() and int(n.rsplit("_", 1)[-1]) in kernel_pids
-                      and not psutil.pid_exists(int(n.rsplit("_", 1)[-1])))
 
-    return asyncio.run(query()) if kernel_pids else []
+    return asyncio.run(query())
