@@ -27,8 +27,7 @@ from typing import Any, AsyncIterator
 from course.services import services_required
 
 __all__ = ["PG_ADMIN", "RUN_TAG", "pg_admin", "postgres_available", "pg_sandbox", "pg_leftovers", "pg_tagged",
-           "role_connections",
-           "wait_for_role_connections"]
+           "role_connections", "wait_for_role_connections"]
 
 RUN_TAG = "course-run:"  # the comment pg_sandbox gives its role and database under COURSE_RUN_ID
 PG_ADMIN: dict[str, Any] = dict(host="127.0.0.1", port=5432, user="postgres", database="postgres")
