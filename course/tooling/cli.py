@@ -6,6 +6,7 @@
     course hint NN [TODO [K]]   hints, per TODO, from a nudge to the code
     course reset NN             put an exercise back as it was (keeps a backup)
     course old-forms            outdated forms met online, beside today's
+    course probe MODULE:APP     the course's instruments pointed at any FastAPI app (--json, --allow-writes)
 """
 
 from __future__ import annotations
@@ -196,6 +197,12 @@ def cmd_old_forms(args: argparse.Namespace) -> int:
     return oldforms.main([])
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    from course import probing
+
+    return probing.main(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="course", description="FastAPI in Production: grade and explore exercises.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -223,6 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_reset)
     p = sub.add_parser("old-forms", help="outdated forms you will meet online, beside today's")
     p.set_defaults(func=cmd_old_forms)
+    p = sub.add_parser("probe", help="the course's instruments pointed at any FastAPI app: findings, each with its "
+                       "evidence and the notebook section that teaches it")
+    from course.probing import add_arguments  # argparse only: imports nothing heavy
+
+    add_arguments(p)
+    p.set_defaults(func=cmd_probe)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

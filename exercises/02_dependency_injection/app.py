@@ -18,6 +18,8 @@ from typing import Annotated, AsyncIterator
 
 import httpx
 from fastapi import Depends, FastAPI, HTTPException, Path, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import String, func, select
@@ -88,6 +90,15 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 app = FastAPI(title="Price gateway", lifespan=lifespan)
+
+
+# Bad input is a 422, never a 500. FastAPI's default 422 echoes every rejected value, and a value
+# JSON cannot carry (NaN, Infinity, a lone surrogate) turns that answer into a 500. Answer with each
+# error's location, message and type only (module 05, section 5: a generated batch of bad requests).
+@app.exception_handler(RequestValidationError)
+async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    return JSONResponse(status_code=422, content={"detail": errors})
 
 
 class OrderIn(BaseModel):

@@ -10,6 +10,8 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any, AsyncIterator, Callable, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import String, event, func, select
 from sqlalchemy.exc import IntegrityError
@@ -64,6 +66,14 @@ async def get_uow(request: Request) -> AsyncIterator[AsyncSession]:
 
 # --- the app --------------------------------------------------------------------------------
 
+# Bad input is a 422, never a 500. FastAPI's default 422 echoes every rejected value, and a value
+# JSON cannot carry (NaN, Infinity, a lone surrogate) turns that answer into a 500. Answer with each
+# error's location, message and type only (module 05, section 5: a generated batch of bad requests).
+async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    return JSONResponse(status_code=422, content={"detail": errors})
+
+
 class OrderIn(BaseModel):
     symbol: str = Field(min_length=1, max_length=12)
     quantity: int = Field(gt=0, le=1000)
@@ -93,6 +103,7 @@ def create_app(database_url: str, session_dep: Callable[..., Any] = get_session,
         await engine.dispose()
 
     app = FastAPI(lifespan=lifespan)
+    app.add_exception_handler(RequestValidationError, invalid_request)
     Session = Annotated[AsyncSession, Depends(session_dep)]
 
     @app.post("/orders", status_code=201)

@@ -69,8 +69,11 @@ async def get_session(request: Request):
         yield session
 
 
-@app.get("/items/{item_id}", response_model=Quote)
-async def read_item(item_id: ItemId, session: AsyncSession = Depends(get_session)) -> Quote:
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+@app.get("/items/{item_id}")
+async def read_item(item_id: ItemId, session: SessionDep) -> Quote:
     item = await session.get(Item, item_id)
     if item is None:
         raise HTTPException(status_code=404, detail=f"item {item_id} not found")
