@@ -114,11 +114,16 @@ test-workshop: venv hub-tools
 #                     NEWEST releases of requirements.txt's packages (no pins, no lock); prints each
 #                     failed cell and unmet expectation. A failure means a library changed what a
 #                     lesson reproduces, not necessarily a bug.
+#   make bench        the time budgets (each notebook, `course check NN --target solutions`, a warm
+#                     `course list`, the venv from nothing), measured one at a time, beside the last
+#                     recorded run (bench/last.json, rewritten) and as ratios to a floor measured in
+#                     the same run; fails only when a ratio passes its limit. `make test` asserts no
+#                     seconds. ARGS='--no-record', '--only check -m 04', '--no-lab' (see --help).
 # ARGS goes to the runner: make test-repeat ARGS='-k "00_start_here or 01-held_session"'
 VERSIONS ?=
 REPEAT   ?= 3
 ARGS     ?=
-.PHONY: test-python test-repeat test-latest
+.PHONY: test-python test-repeat test-latest bench
 
 test-python: venv test-tools
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m course.tooling.pythons test $(VERSIONS) -- $(ARGS)
@@ -128,3 +133,6 @@ test-repeat: venv
 
 test-latest: venv
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m course.tooling.latest --python "$(PYTHON)" $(ARGS)
+
+bench: venv
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m course.tooling.bench $(ARGS)

@@ -1,8 +1,9 @@
 """The grader grades: for every module, its checks fail on the untouched exercise, pass on the
 solution, and fail on every known mistake (on the expectations the mistake names).
 
-These proofs measure no time (the solution's grading time is checked in tests/test_budgets.py),
-so ``make test`` runs them in parallel with pytest-xdist."""
+These proofs measure no time, so ``make test`` runs them in parallel with pytest-xdist. They record
+how long each grading took under that load (shown at the end of ``make test``, never asserted); the
+budget of ``course check NN --target solutions`` is ``make bench``'s, measured alone."""
 
 from __future__ import annotations
 

@@ -75,11 +75,13 @@ def test_list_remembers_and_regrades_only_what_changed(clone, record_time) -> No
     first = run_in(clone, "list", timeout=200)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "graded now" in first.stdout and "Progress: [" in first.stdout and "Next: module 01" in first.stdout
+    # Nothing changed: nothing is graded again. How long that takes (budget: 1 s) is `make bench`'s
+    # figure, measured alone; here the time is only shown.
     start = time.perf_counter()
     second = run_in(clone, "list")
-    seconds = time.perf_counter() - start
-    record_time("course list, nothing changed", seconds)
-    assert "graded now" not in second.stdout and seconds < 1.0, f"{seconds:.2f} s:\n{second.stdout}"
+    record_time("course list, nothing changed", time.perf_counter() - start)
+    assert second.returncode == 0 and "graded now" not in second.stdout, second.stdout + second.stderr
+    assert "Progress: [" in second.stdout, second.stdout
     solution = find_module("02").solution.relative_to(ROOT)
     for name in ("app.py", "conftest.py"):  # solve module 02: only it is graded again
         (clone / "exercises" / "02_dependency_injection" / name).write_text((clone / solution / name).read_text())

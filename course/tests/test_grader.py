@@ -86,9 +86,9 @@ def test_learner_error_names_the_line(tmp_path) -> None:
 
 
 def test_a_hang_names_its_stage_within_the_limit(tmp_path) -> None:
-    start = time.perf_counter()
+    # A report at all means the stage's own 2 s limit stopped the hang: had run_driver's outer
+    # timeout stopped it instead, there would be no report but an Unmet. No seconds to assert.
     report = run_driver(_driver(tmp_path, IMPORT_DRIVER), _learner(tmp_path, "while True:\n    pass\n"), timeout=20)
-    assert time.perf_counter() - start < 8
     assert report["error"]["kind"] == "timeout"
     assert report["error"]["message"] == "importing app.py did not finish within 2 s; it was stopped", report
 
@@ -104,9 +104,13 @@ def test_processes_left_running_are_stopped_and_named(tmp_path) -> None:
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         app = 1
     """)
+    # Waiting on a child's pipe would last until run_driver's timeout (the children sleep two
+    # minutes); returning before it is the behaviour. A hang guard, not a budget: on any machine
+    # this takes a second or two.
+    timeout = 60
     start = time.perf_counter()
-    report = run_driver(_driver(tmp_path, IMPORT_DRIVER), learner, timeout=20)
-    assert time.perf_counter() - start < 10, "the grader waited on a child's pipe"
+    report = run_driver(_driver(tmp_path, IMPORT_DRIVER), learner, timeout=timeout)
+    assert time.perf_counter() - start < timeout, "the grader waited on a child's pipe"
     assert report["imported"] and len(report["leftover_processes"]) == 2, report["leftover_processes"]
     alive = [p for p in psutil.process_iter(["cmdline", "status"]) if "time.sleep(12" in " ".join(p.info["cmdline"] or [])
              and p.info["status"] != psutil.STATUS_ZOMBIE]

@@ -74,11 +74,13 @@ def gone(procs: list[psutil.Process]) -> bool:
 
 def test_a_parent_and_its_children_stop_on_sigterm(tmp_path: Path) -> None:
     proc, children = start(tmp_path, "children")
+    deadline = 10
     started = time.monotonic()
-    stop_tree(proc, timeout=10)
+    stop_tree(proc, timeout=deadline)
     # The parent dies of SIGTERM; its child (which got no signal from it) gets SIGTERM once the parent is gone.
     assert proc.returncode == -signal.SIGTERM and gone(children)
-    assert time.monotonic() - started < 5, "nobody ignored SIGTERM: no need to wait for the deadline"
+    # Against the test's own deadline, not a budget: waiting for it is the failure this rules out.
+    assert time.monotonic() - started < deadline, "nobody ignored SIGTERM: no need to wait for the deadline"
 
 
 def test_what_ignores_sigterm_is_killed_at_the_deadline(tmp_path: Path) -> None:
@@ -87,7 +89,8 @@ def test_what_ignores_sigterm_is_killed_at_the_deadline(tmp_path: Path) -> None:
     stop_tree(proc, timeout=1)
     seconds = time.monotonic() - started
     assert proc.returncode == -signal.SIGTERM and gone(children)
-    assert 0.9 < seconds < 8, seconds
+    # It waited for the 1 s deadline before killing; the upper bound is only a hang guard.
+    assert 0.9 < seconds < 30, seconds
 
     proc, _ = start(tmp_path, "ignore_term")
     stop_tree(proc, timeout=0.5)

@@ -12,7 +12,8 @@ signal, not necessarily a bug: read it, then update the lesson or keep the pin.
 1. ``.venv-latest`` is rebuilt from scratch with ``--python``: ``pip install`` of requirements.txt's
    names (extras kept, versions dropped; no lock), then the course package (editable, --no-deps).
 2. The versions that differ from ``requirements-lock.txt`` are listed.
-3. In ``.venv-latest`` (``--inside``): the notebooks one at a time, the grader proofs two in
+3. In ``.venv-latest`` (``--inside``): the notebooks one at a time (``make test`` pairs most of
+   them; alone, a failure is the new release's, not a neighbour's), the grader proofs two in
    parallel, as ``make test`` runs them. ``COURSE_LATEST=1`` is set, so a check of the installed
    versions against the pins can tell this run from a learner's stale environment.
 4. Per failed notebook: the notebook, the failing cell's index (its position among all the

@@ -5,9 +5,10 @@ for a busy machine, or something one run leaves behind for the next.
     python -m course.tooling.repeat                        # everything, three times
     python -m course.tooling.repeat --times 5 -k 01-held   # a subset (any pytest selection)
 
-* Notebooks (``tests/test_notebooks.py::test_notebook_runs``) run one at a time, as in
-  ``make test``, each notebook its three times back to back (the rule "Restart and run all twice
-  in a row works"), each time in a pytest process of its own. (``--keep-duplicates`` is no help
+* Notebooks (``tests/test_notebooks.py::test_notebook_runs``) run one at a time (``make test``
+  runs most of them two at a time; alone, a failure is the notebook's own), each notebook its
+  three times back to back (the rule "Restart and run all twice in a row works"), each time in a
+  pytest process of its own. (``--keep-duplicates`` is no help
   here: a node id given twice is collected twice but runs once.)
 * Grader proofs (``tests/test_grader_proof.py``) run as ``make test`` runs them, two in parallel
   (pytest-xdist), in three rounds: one pytest run per round.
