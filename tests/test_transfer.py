@@ -27,9 +27,6 @@ RECIPES = {
 }
 
 PENDING: dict[str, str] = {
-    "03": "issue 17: notebook 03 moves to another domain",
-    "05": "issue 17: notebook 05 moves to another domain",
-    "07": "issue 18: notebook 07 moves to another domain",
 }
 
 

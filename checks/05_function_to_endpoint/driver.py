@@ -20,6 +20,9 @@ Report keys (each check names the ones it needs with ``require``):
     lookup_none       the same for an email nobody has
     injections        [answer + {"payload", "leaked"}] for GET /users?email=<payload>; leaked: the other
                       users' emails and the api secret found in a 200's body
+    wildcards         [answer + {"payload"}] for GET /users?email=<payload> with LIKE's wildcards (%, _)
+    limits            {"over": 1000000.01, "largest": 1000000 (both for user 10, who holds 2 000 000.00), "cents":
+                      user 10's balance afterwards}
     payment           POST /payments for user 1 (12.50); payment_cents: user 1's balance_cents afterwards
     money             payments with a rounding trap (0.10 three times for user 2, 0.29 for user 3);
                       money_cents: {"2": cents, "3": cents} in the database afterwards
@@ -38,7 +41,15 @@ Report keys (each check names the ones it needs with ``require``):
                       "probe" (its answer), "waiting" (the two answers, after the lock was released),
                       "loop_waited" (the server's event loop itself called the database while it was locked),
                       "lock_hold" (seconds the probe may take while the lock is held)}
-    stops             the serving stage's stop (SIGTERM): see course.grading.serving
+    burst, burst_partial
+                      payments sent at once for one user (ten of 60.00, six of 30.00, from 100.00), alternately
+                      to the app and to a second worker (app.py imported again), through the write gate
+                      (course.grading.writegate: every payment reads before any writes): {"answers", "waited",
+                      "finished_first", "all_reached", "loop_blocked", "held", "user", "amount", "cents" (the
+                      balance afterwards)}
+    drain             {"answers": [a payment of exactly what burst_partial left to user 9, then one of 0.01],
+                      "cents_before", "cents" (user 9's balance afterwards)}
+    stops             the serving stage's stop (SIGTERM), for each worker: see course.grading.serving
 """
 
 from __future__ import annotations
@@ -51,6 +62,7 @@ import threading
 from pathlib import Path
 
 from course.grading.checking import Driver
+from course.grading.writegate import WriteGate
 
 CARD = {"number": "4242424242424242", "expiry": "12/30", "cvv": "737"}
 USERS = [  # id, name, email, balance_cents
@@ -61,6 +73,13 @@ USERS = [  # id, name, email, balance_cents
     (5, "Eve", "eve@example.com", 5000),    # bad input only: must stay 5000
     (6, "Fay", "fay@example.com", 1000),    # paid while the database is locked
     (7, "Gus", "gus@example.com", 3000),    # two payments at once, then a refused and a valid one
+    (8, "Hal", "hal@example.com", 10000),   # ten payments of 60.00 at once: one fits
+    (9, "Ivy", "ivy@example.com", 10000),   # six payments of 30.00 at once: three fit; then exactly what is left
+    (10, "Jo", "jo@example.com", 200_000_000),  # the largest payment, and one cent more
+]
+BURSTS = [  # (key, user, amount, how many at once): every payment reads before any of them writes
+    ("burst", 8, 60, 10),
+    ("burst_partial", 9, 30, 6),
 ]
 HASHES = {uid: f"pbkdf2_sha256$600000${name.lower()}salt$hashOf{name}" for uid, name, _, _ in USERS}
 API_SECRET = "sk_live_51HxCourseSecretKey"
@@ -72,6 +91,8 @@ INJECTIONS = [
     "x' UNION SELECT id, service, secret, secret, 0 FROM api_keys --",
     "'",
 ]
+# Characters that mean something to SQL's LIKE without any quote: a lookup by email must not widen.
+WILDCARDS = ["%", "%@example.com", "_nn@example.com", "ann@example.co_"]
 
 
 def pay(amount, user_id=5, card=CARD) -> dict:
@@ -94,14 +115,27 @@ BAD = [
     ("card without cvv", "other", pay(1, card={"number": CARD["number"], "expiry": "12/30"})),
     ('card "4242424242424242" (a string, not an object)', "other", pay(1, card=CARD["number"])),
     ("card number with letters", "other", pay(1, card={**CARD, "number": "4242abcd42424242"})),
+    ("card number with spaces", "other", pay(1, card={**CARD, "number": "4242 4242 4242 4242"})),
     ("card number as a JSON number", "other", pay(1, card={**CARD, "number": 4242424242424242})),
     ('cvv "12"', "other", pay(1, card={**CARD, "cvv": "12"})),
     ('expiry "13/99"', "other", pay(1, card={**CARD, "expiry": "13/99"})),
     ("user_id 2**70 (past a 64-bit integer)", "other", {**pay(1), "user_id": 2**70}),
+    ("user_id 2**63 (one past the largest 64-bit integer)", "other", {**pay(1), "user_id": 2**63}),
+    ('user_id "18446744073709551616" (2**64, as a string)', "other", {**pay(1), "user_id": str(2**64)}),
+    ("user_id 1e19 (a float past 64 bits)", "other", {**pay(1), "user_id": 1e19}),
+    ("user_id -1", "other", {**pay(1), "user_id": -1}),
+    ("user_id 5.5", "other", {**pay(1), "user_id": 5.5}),
+    ("user_id true", "other", {**pay(1), "user_id": True}),
+    ('user_id "5" (a string)', "other", {**pay(1), "user_id": "5"}),
     ('user_id "abc"', "other", {**pay(1), "user_id": "abc"}),
     ("user_id 0", "other", {**pay(1), "user_id": 0}),
     ("user_id missing", "other", {"amount": 1, "card": CARD}),
     ("a JSON list instead of an object", "other", [pay(1)]),
+    ('a JSON string instead of an object', "other", "\"a payment\""),
+    ("a JSON number instead of an object", "other", "5"),
+    ("JSON null instead of an object", "other", "null"),
+    ("JSON true instead of an object", "other", "true"),
+    ("an empty body", "other", ""),
     ("a body that is not JSON", "other", "{user_id: 5"),
 ]
 
@@ -215,7 +249,7 @@ def shown(body) -> str:
     return "POST /payments " + text.replace(json.dumps(CARD), "{a valid card}")
 
 
-async def exercise_app(d: Driver, module, db: Path, watch: LockWatch) -> None:
+async def exercise_app(d: Driver, module, twin, db: Path, watch: LockWatch, gate) -> None:
     seen: list[dict] = []
 
     def looked_at(r: dict) -> dict:
@@ -246,6 +280,8 @@ async def exercise_app(d: Driver, module, db: Path, watch: LockWatch) -> None:
                 injections.append({**r, "payload": payload,
                                    "leaked": [s for s in others if r["status"] == 200 and s in text]})
             d.report["injections"] = injections
+            d.report["wildcards"] = [{**looked_at(await svc.send("GET", "/users", params={"email": w})), "payload": w}
+                                     for w in WILDCARDS]
 
             d.report["payment"] = await payment(svc, pay(12.5, user_id=1))
             d.report["payment_cents"] = balance(db, 1)
@@ -257,6 +293,9 @@ async def exercise_app(d: Driver, module, db: Path, watch: LockWatch) -> None:
             d.report["domain_cents"] = balance(db, 4)
             d.report["bad"] = [{**await payment(svc, body), "name": name, "kind": kind} for name, kind, body in BAD]
             d.report["bad_cents"] = balance(db, 5)
+            d.report["limits"] = {"over": await payment(svc, pay("1000000.01", user_id=10)),
+                                  "largest": await payment(svc, pay(1_000_000, user_id=10)),
+                                  "cents": balance(db, 10)}
 
             # A payment and a lookup for the same user at the same moment.
             lookup = svc.send("GET", "/users", params={"email": USERS[6][2]})
@@ -273,6 +312,21 @@ async def exercise_app(d: Driver, module, db: Path, watch: LockWatch) -> None:
         with d.stage("locked", limit=LOCK_HOLD + REACH_LIMIT + 10,
                      doing="serving while a request waits for a locked database"):
             d.report["event_loop"] = await locked_database(svc, db, watch)
+
+        # Payments at once for one user, alternately through each of two workers, every one of them
+        # reading before any writes (the write gate holds SQLite's write lock until all wait for it).
+        with d.serve(twin.app, label="the second worker") as svc2:
+            with d.stage("bursts", limit=2 * REACH_LIMIT + 20, doing="taking payments sent at the same moment"):
+                for key, user, amount, n in BURSTS:
+                    burst = await gate.burst(db, [payment((svc, svc2)[i % 2], pay(amount, user_id=user))
+                                                  for i in range(n)],
+                                             loop_threads=[svc.server.thread.ident, svc2.server.thread.ident])
+                    d.report[key] = {**burst, "user": user, "amount": amount, "cents": balance(db, user)}
+                # Then exactly what is left of user 9's balance, then one cent more.
+                left = balance(db, 9)
+                d.report["drain"] = {"answers": [await payment(svc, pay(left / 100, user_id=9)),
+                                                 await payment(svc, pay(0.01, user_id=9))],
+                                     "cents_before": left, "cents": balance(db, 9)}
 
 
 async def locked_database(svc, db: Path, watch: LockWatch) -> dict:
@@ -310,9 +364,14 @@ def main(d: Driver) -> None:
                           for uid, name, email, cents in USERS}
     watch = LockWatch()
     watch.install()
+    gate = WriteGate()
+    gate.install()
     os.environ["PAYMENTS_DB"] = str(db)
     module = d.import_stage("app.py")
-    asyncio.run(exercise_app(d, module, db, watch))
+    # A second worker, as `uvicorn --workers 2` starts one: app.py imported again, with its own app,
+    # engine and module state (a lock in Python holds in one worker only).
+    twin = d.import_stage("app.py", module_name="app_second_worker")
+    asyncio.run(exercise_app(d, module, twin, db, watch, gate))
 
 
 if __name__ == "__main__":

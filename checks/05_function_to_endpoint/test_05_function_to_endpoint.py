@@ -91,6 +91,55 @@ def test_lookup_not_injectable(report: dict) -> None:
                     "ORM), so the database never reads it as SQL.", todo=2)
 
 
+def test_lookup_matches_only_that_email(report: dict) -> None:
+    """An email with LIKE's wildcards (% and _) finds no one: the lookup matches only that exact email"""
+    for r in require(report, "wildcards"):
+        found = r["json"] if r["status"] == 200 and isinstance(r["json"], list) else []
+        expect(r["status"] is not None and r["status"] < 500 and not found,
+               called=f"GET /users?email={r['payload']}",
+               expected="200 with [] (no user has that email) or a 4xx",
+               got=answer(r) if not found else f"{r['status']} with {len(found)} user(s): " + ", ".join(
+                   str(u.get("email")) if isinstance(u, dict) else str(u) for u in found[:4]),
+               hint="`%` and `_` are wildcards for SQL's LIKE: data that means something to the query language "
+                    "without any quote. A lookup that returns at most one user compares with `=`.", todo=2)
+
+
+def test_payments_at_once_never_overdraw(report: dict) -> None:
+    """Payments sent at once are accepted exactly as far as the balance covers them, and the balance is exact"""
+    for key in ("burst", "burst_partial"):
+        b = require(report, key)
+        answers, user, amount = b["answers"], b["user"], b["amount"]
+        before = seeded_cents(report, user)
+        fit = min(len(answers), before // cents(amount))
+        wanted = before - fit * cents(amount)
+        accepted = [a for a in answers if ok(a["status"])]
+        others = sorted(a["status"] for a in answers if not ok(a["status"]))
+        crashed = [a for a in answers if not ok(a["status"]) and a["status"] not in (400, 402, 409)]
+        expect(len(accepted) == fit and not crashed and b["cents"] == wanted,
+               called=f"{len(answers)} x POST /payments for user {user}, {shown(cents(amount))} each, sent at the same "
+                      f"moment to two workers (balance {shown(before)}; every payment read the balance before any "
+                      "of them wrote)",
+               expected=f"exactly {fit} accepted, {len(answers) - fit} refused (409, or 400/402), and "
+                        f"{shown(wanted)} left ({wanted} cents)",
+               got=f"{len(accepted)} accepted, then {others}; {shown(b['cents'])} left ({b['cents']} cents)"
+                   + (f"; the customer was charged {shown(len(accepted) * cents(amount))} and debited "
+                      f"{shown(before - b['cents'])}" if len(accepted) > fit else "")
+                   + "".join(f"\n  {answer(a)}" for a in crashed[:3]),
+               hint="reading the balance, checking it in Python and writing the new one lets every payment that "
+                    "read before the first write through (a lock in Python holds in one worker only). Let the "
+                    "database apply the rule where it writes: UPDATE ... SET balance_cents = balance_cents - :amount "
+                    "WHERE id = :id AND balance_cents >= :amount, and no row changed means insufficient funds.",
+               todo=5)
+    drain = require(report, "drain")
+    exact, cent = drain["answers"]
+    expect(ok(exact["status"]) and refused(cent) and drain["cents"] == 0,
+           called=f"{exact['request']} (exactly the balance, {shown(drain['cents_before'])}), then {cent['request']}",
+           expected="200 for the first (the balance covers it exactly), a 4xx for the second, and 0.00 left",
+           got=f"{answer(exact)}\nthen {answer(cent)}\n{shown(drain['cents'])} left",
+           hint="a payment of exactly the balance fits: the rule is `amount <= balance` (payments.charge "
+                "refuses only amount > balance); in SQL, balance_cents >= :amount.", todo=5)
+
+
 def test_bad_input_is_never_a_500(report: dict) -> None:
     """Bad input gets a 4xx, never a 500"""
     bad = require(report, "bad")
@@ -123,6 +172,21 @@ def test_amount_must_be_positive_whole_cents(report: dict) -> None:
            got=lambda: "; ".join(f"{b['name']}: {b['status']} {b['body'][:120]}" for b in accepted),
            hint="a negative payment is a refund nobody asked for. Constrain the amount in the model "
                 "(greater than 0, at most two decimal places).", todo=1)
+
+
+def test_amount_limits(report: dict) -> None:
+    """An amount over 1 000 000 is refused; 1 000 000 itself is accepted"""
+    limits = require(report, "limits")
+    over, largest = limits["over"], limits["largest"]
+    user = largest["sent"]["user_id"]
+    before = seeded_cents(report, user)
+    wanted = before - cents(largest["sent"]["amount"])
+    expect(refused(over) and ok(largest["status"]) and limits["cents"] == wanted,
+           called=f"{over['request']}, then {largest['request']} (balance {shown(before)})",
+           expected=f"a 4xx (422) for the first, 200 for the second, and {shown(wanted)} left",
+           got=f"{answer(over)}\nthen {answer(largest)}\n{shown(limits['cents'])} left",
+           hint="the amount is at most 1 000 000: a bound in the model (le=...), checked before any balance is; "
+                "the bound itself is allowed.", todo=1)
 
 
 def test_card_number_luhn_checked(report: dict) -> None:
@@ -220,8 +284,8 @@ def test_database_wait_does_not_block_the_server(report: dict) -> None:
                + f"; the waiting requests then got {[w['status'] for w in loop['waiting']]}"
                + (f"; the server raised {errors}" if errors else ""),
            hint="sqlite3 (and any blocking driver) called in an `async def` endpoint blocks the event loop. "
-                "Use an async driver (SQLAlchemy with sqlite+aiosqlite), or make the endpoint a plain `def` "
-                "so FastAPI runs it in its thread pool.", todo=5)
+                "Use an async driver (SQLAlchemy with sqlite+aiosqlite), or keep the endpoint a plain `def` "
+                "so FastAPI runs it in its thread pool (module 06 measures the difference).")
 
 
 def test_concurrent_requests(report: dict) -> None:
@@ -237,8 +301,7 @@ def test_concurrent_requests(report: dict) -> None:
                     f"{shown(after)}), and {after} cents stored",
            got=f"{answer(paid)}\nand {answer(looked)}\nstored after: {together['cents']} cents",
            hint="requests that run at once must not share what is one request's own: a session (or connection) "
-                "is used by one request at a time, so hand out one per request (a dependency that yields it).",
-           todo=5)
+                "is used by one request at a time, so hand out one per request (a dependency that yields it).")
     sequence = require(report, "after_refusal")
     answers, before = sequence["answers"], sequence["cents_before"]
     *refusals, valid = answers

@@ -53,3 +53,44 @@ def test_outcome_grid_labels_every_cell() -> None:
     assert texts == ["200", "500\n(problem)"]  # the problem is said in words, not only in colour
     assert [p.get_hatch() or "" for p in ax.patches] == ["", "xxx"]  # hatched too
     plt.close("all")
+
+
+def test_tickets_and_versions(tmp_path: Path) -> None:
+    from course.partial import TICKETS, create_tickets, read_ticket, read_version
+
+    db = tmp_path / "tickets.db"
+    assert create_tickets(db) == f"sqlite+aiosqlite:///{db}"
+    assert read_ticket(db, 1) == dict(zip(("id", "title", "status", "assignee", "due"), TICKETS[0]))
+    assert read_version(db, 1) == 1 and read_version(db, 99) is None
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute("UPDATE tickets SET due = NULL, version = version + 1 WHERE id = 2")
+    assert column_writes(db) == [(2, "due")]  # the version is not audited
+    assert read_version(db, 2) == 2 and read_ticket(db, 2)["due"] is None
+
+
+def test_strategy_grid_reads_every_row_back(tmp_path: Path) -> None:
+    from course.partial import create_tickets, read_ticket, strategy_grid
+
+    made = iter(range(10))
+
+    def fresh_db():
+        path = tmp_path / f"t{next(made)}.db"
+        return path, create_tickets(path)
+
+    @contextlib.contextmanager
+    def serve(changes):
+        yield changes  # no server: "patching" writes straight to the database named by DATABASE_URL
+
+    def patch(strategy, path, body):
+        import os
+
+        db = os.environ["DATABASE_URL"].split("///", 1)[1]
+        with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+            for field, value in strategy(body).items():
+                conn.execute(f"UPDATE tickets SET {field} = ? WHERE id = ?", (value, int(path.split("/")[2])))
+        return 200
+
+    grid = strategy_grid(serve, {"all": lambda b: b, "none": lambda b: {}},
+                         {"t1": ("/tickets/1", {"assignee": "x"}, 200, {"assignee": "x"})}, fresh_db,
+                         patch=patch, read=read_ticket)
+    assert grid == {"t1": {"all": ('200\nassignee="x"', True), "none": ("200\nnothing changed", False)}}

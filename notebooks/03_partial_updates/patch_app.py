@@ -1,7 +1,8 @@
-"""PATCH /users/{user_id} three ways: which fields of the update model reach the database?
+"""PATCH /tickets/{ticket_id} three ways: which fields of the update model reach the database?
 
-make_app(changes) builds the app; `changes(patch)` turns the request's update model into the
-columns to write. The three functions below are the three answers you meet online.
+An issue tracker's tickets: title and status are required (NOT NULL), assignee and due date are
+optional (nullable). make_app(changes) builds the app; `changes(patch)` turns the request's update
+model into the columns to write. The three functions below are the three answers you meet online.
 """
 
 import os
@@ -19,33 +20,33 @@ class Base(DeclarativeBase):
     pass
 
 
-class User(Base):
-    __tablename__ = "users"
+class Ticket(Base):
+    __tablename__ = "tickets"
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(100))          # NOT NULL
-    email: Mapped[str] = mapped_column(String(200))         # NOT NULL
-    city: Mapped[str | None] = mapped_column(String(100))   # nullable
-    phone: Mapped[str | None] = mapped_column(String(40))   # nullable
+    title: Mapped[str] = mapped_column(String(200))             # NOT NULL
+    status: Mapped[str] = mapped_column(String(20))             # NOT NULL
+    assignee: Mapped[str | None] = mapped_column(String(40))    # nullable
+    due: Mapped[str | None] = mapped_column(String(10))         # nullable: YYYY-MM-DD
 
 
-class UserOut(BaseModel):
+class TicketOut(BaseModel):
     id: int
-    name: str
-    email: str
-    city: str | None
-    phone: str | None
+    title: str
+    status: str
+    assignee: str | None
+    due: str | None
 
 
-class UserPatch(BaseModel):  # every field optional: the client sends only what changes
-    name: str | None = None
-    email: str | None = None
-    city: str | None = None
-    phone: str | None = None
+class TicketPatch(BaseModel):  # every field optional: the client sends only what changes
+    title: str | None = None
+    status: str | None = None
+    assignee: str | None = None
+    due: str | None = None
 
 
-class ContactPatch(BaseModel):  # only nullable columns: a contact card
-    city: str | None = None
-    phone: str | None = None
+class PlanningPatch(BaseModel):  # only the nullable columns: who works on it, and by when
+    assignee: str | None = None
+    due: str | None = None
 
 
 def everything(patch: BaseModel) -> dict:
@@ -60,7 +61,7 @@ def not_none(patch: BaseModel) -> dict:
     return patch.model_dump(exclude_none=True)  # every field whose value is not None
 
 
-UserId = Annotated[int, Path(ge=1, le=2**63 - 1)]  # fits SQLite's INTEGER: bigger is a 422, not a 500
+TicketId = Annotated[int, Path(ge=1, le=2**63 - 1)]  # SQLite's INTEGER: bigger is a 422, not a 500
 
 
 def make_app(changes=sent_fields) -> FastAPI:
@@ -81,22 +82,22 @@ def make_app(changes=sent_fields) -> FastAPI:
 
     SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
-    async def apply(session: AsyncSession, user_id: int, patch: BaseModel) -> User:
-        user = await session.get(User, user_id)
-        if user is None:
-            raise HTTPException(status_code=404, detail=f"no user {user_id}")
+    async def apply(session: AsyncSession, ticket_id: int, patch: BaseModel) -> Ticket:
+        ticket = await session.get(Ticket, ticket_id)
+        if ticket is None:
+            raise HTTPException(status_code=404, detail=f"no ticket {ticket_id}")
         for field, value in changes(patch).items():
-            setattr(user, field, value)
+            setattr(ticket, field, value)
         await session.commit()
-        return user  # the stored row (expire_on_commit=False keeps what was committed)
+        return ticket  # the stored row (expire_on_commit=False keeps what was committed)
 
-    @app.patch("/users/{user_id}", response_model=UserOut)
-    async def patch_user(user_id: UserId, patch: UserPatch, session: SessionDep):
-        return await apply(session, user_id, patch)
+    @app.patch("/tickets/{ticket_id}", response_model=TicketOut)
+    async def patch_ticket(ticket_id: TicketId, patch: TicketPatch, session: SessionDep):
+        return await apply(session, ticket_id, patch)
 
-    @app.patch("/users/{user_id}/contact", response_model=UserOut)
-    async def patch_contact(user_id: UserId, patch: ContactPatch, session: SessionDep):
-        return await apply(session, user_id, patch)
+    @app.patch("/tickets/{ticket_id}/planning", response_model=TicketOut)
+    async def plan_ticket(ticket_id: TicketId, patch: PlanningPatch, session: SessionDep):
+        return await apply(session, ticket_id, patch)
 
     return app
 

@@ -2,21 +2,21 @@
 
 from fastapi import FastAPI
 
-import legacy_payments as legacy
+import legacy_transfers as legacy
 
-app = FastAPI(title="Payments (naive)")
-
-
-@app.get("/users/{user_id}")
-def read_user(user_id: int):
-    return legacy.get_user(user_id)
+app = FastAPI(title="Transfers (naive)")
 
 
-@app.get("/users")
-def search_users(email: str):
-    return legacy.find_users(email)
+@app.get("/accounts/{account_id}")
+def read_account(account_id: int):
+    return legacy.get_account(account_id)
 
 
-@app.post("/payment")
-def payment_endpoint(user_id: int, amount: float, card: dict):
-    return legacy.process_payment(user_id, amount, card)
+@app.get("/accounts")
+def search_accounts(email: str):
+    return legacy.find_accounts(email)
+
+
+@app.post("/transfers")
+def transfer_endpoint(account_id: int, amount: float, beneficiary: dict):
+    return legacy.send_money(account_id, amount, beneficiary)

@@ -12,7 +12,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -47,7 +47,7 @@ class Card(BaseModel):
 
 
 class PaymentRequest(BaseModel):
-    user_id: int = Field(ge=1, le=2**63 - 1)  # fits SQLite's 8-byte INTEGER
+    user_id: int = Field(strict=True, ge=1, le=2**63 - 1)  # a JSON integer (not true, not "7") in 64 bits
     amount: Decimal = Field(gt=0, le=1_000_000, decimal_places=2)  # money: exact, whole cents
     card: Card
 
@@ -114,9 +114,17 @@ async def pay(payment: PaymentRequest, session: SessionDep):
         raise HTTPException(status_code=404, detail=f"no user {payment.user_id}")
     amount_cents = int(payment.amount * 100)  # exact: a Decimal with at most two places
     try:
-        user.balance_cents = payments.charge(user.balance_cents, amount_cents)
+        payments.charge(user.balance_cents, amount_cents)  # the rule, on the balance as we read it
+        # ...and again where the money moves: the database applies the same rule to the balance as it
+        # is when it writes, in one statement. A payment that read a balance another one has spent
+        # since matches no row.
+        debit = (update(User).where(User.id == user.id, User.balance_cents >= amount_cents)
+                 .values(balance_cents=User.balance_cents - amount_cents).returning(User.balance_cents))
+        balance_cents = (await session.execute(debit)).scalar_one_or_none()
+        if balance_cents is None:
+            raise payments.InsufficientFunds(f"{payment.user_id}: spent by another payment meanwhile")
     except payments.InsufficientFunds:
         raise HTTPException(status_code=409, detail="insufficient funds") from None
     await session.commit()
     return Receipt(transaction_id=payments.new_transaction_id(), user_id=user.id,
-                   amount=money(amount_cents), balance=money(user.balance_cents))
+                   amount=money(amount_cents), balance=money(balance_cents))
