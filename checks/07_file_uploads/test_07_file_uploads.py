@@ -8,34 +8,20 @@ below reads one part of what happened and names one expectation.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-import pytest
-
-from course.grading.checking import expect, nothing_left_running, require, run_driver
+from course.grading.checking import answer, expect, nothing_left_running, require
 
 MODULE = "07_file_uploads"
-DRIVER = Path(__file__).with_name("driver.py")
+WHAT = "importing app.py, serving it and uploading CSV files"
 MIB = 2**20
-
-
-@pytest.fixture(scope="module")
-def report(target: Path) -> dict:
-    return run_driver(DRIVER, target, timeout=60, what="importing app.py, serving it and uploading CSV files")
-
-
-def answer(result: dict) -> str:
-    """A request's result as the learner should read it: the status and body, and for a 500 the
-    exception the server raised, with the line of app.py."""
-    text = f"{result['status']}: {result['body'][:200]}" if result["status"] is not None else result["body"]
-    return text + (f"; the server raised {result['server_error']}" if result.get("server_error") else "")
 
 
 def test_small_file_imported(report: dict) -> None:
     """A small valid CSV is imported: 200, and its rows are in the database"""
     small = require(report, "small")
-    expect(small["status"] == 200 and small["added"] == 3, called="POST /imports with a valid CSV of 3 rows",
-           expected="200, and 3 new rows in the products table",
+    rows = small["rows"]
+    expect(small["status"] == 200 and small["added"] == rows, called=f"POST /imports with a valid CSV of {rows} rows",
+           expected=f"200, and {rows} new rows in the products table",
            got=f"{answer(small)}; rows added: {small['added']}",
            hint="read the server's error first; the table is `products` (sku, name, price_cents, description).")
 
@@ -70,7 +56,8 @@ def test_oversized_upload_gets_413(report: dict) -> None:
     """An upload over MAX_UPLOAD_BYTES gets 413, and one under it is imported"""
     under, over = require(report, "under_limit", "oversize")
     limit = report["limit_mib"]
-    expect(under["status"] == 200, called=f"POST /imports with a valid 1 MiB CSV, MAX_UPLOAD_BYTES = {limit} MiB",
+    expect(under["status"] == 200,
+           called=f"POST /imports with a valid {under['mib']:g} MiB CSV, MAX_UPLOAD_BYTES = {limit} MiB",
            expected="200 (the file is under the limit)", got=answer(under),
            hint="read MAX_UPLOAD_BYTES from the environment; the checks set it before importing app.py.", todo=1)
     expect(over["status"] == 413 and over["added"] == 0,
@@ -103,7 +90,7 @@ def test_bad_row_is_422(report: dict) -> None:
     """A file with one malformed row gets 422, not a 500"""
     bad = require(report, "bad_row")
     expect(bad["status"] == 422,
-           called=f"POST /imports with 3000 rows; line {bad['line']} has the price 12.50 (not whole cents)",
+           called=f"POST /imports with {bad['rows']} rows; line {bad['line']} has the price 12.50 (not whole cents)",
            expected="422 with a detail", got=answer(bad),
            hint="the client sent a bad file: that is the client's error (4xx), not the server's (500). "
                 "Catch what checking a row raises and answer 422.", todo=3)
@@ -115,7 +102,7 @@ def test_bad_row_is_named(report: dict) -> None:
     line = bad["line"]
     named = re.search(rf"(?<!\d)({line}|{line - 1})(?!\d)", bad["body"] or "")
     expect(bad["status"] == 422 and named,
-           called=f"POST /imports with 3000 rows; line {line} (the header is line 1) has the price 12.50",
+           called=f"POST /imports with {bad['rows']} rows; line {line} (the header is line 1) has the price 12.50",
            expected=f"422 whose detail names line {line} (or data row {line - 1})",
            got=answer(bad), hint="count lines as you read them (csv.reader's line_num does) and put the number "
                                  "in the detail: the client must find the row to fix it.", todo=3)
@@ -125,7 +112,7 @@ def test_bad_file_imports_nothing(report: dict) -> None:
     """A file with a bad row imports nothing, not the rows before it"""
     bad = require(report, "bad_row")
     expect(bad["added"] == 0,
-           called=f"POST /imports with 3000 rows; line {bad['line']} is bad",
+           called=f"POST /imports with {bad['rows']} rows; line {bad['line']} is bad",
            expected="0 new rows: one transaction per import, rolled back on the bad row",
            got=f"{bad['added']} rows were imported ({answer(bad)})",
            hint="a commit after each batch keeps the batches before the bad row. Keep the whole import in one "
@@ -157,13 +144,37 @@ def test_wrong_content_type_rejected(report: dict) -> None:
 def test_still_works_after_errors(report: dict) -> None:
     """After the failed imports, a valid file is imported again"""
     after = require(report, "after_errors")
-    expect(after["status"] == 200 and after["added"] == 3,
-           called="POST /imports with a valid CSV of 3 rows, after the bad files",
-           expected="200, and 3 new rows", got=f"{answer(after)}; rows added: {after['added']}",
+    rows = after["rows"]
+    expect(after["status"] == 200 and after["added"] == rows,
+           called=f"POST /imports with a valid CSV of {rows} rows, after the bad files",
+           expected=f"200, and {rows} new rows", got=f"{answer(after)}; rows added: {after['added']}",
            hint="a transaction that an error left open keeps the database locked: end it (a `with` block does).",
            todo=4)
 
 
+def test_concurrent_imports(report: dict) -> None:
+    """Two imports at once both land; a valid import after a refused one succeeds"""
+    together = require(report, "together")
+    answers, added = together["answers"], together["added"]
+    rows = sum(a["rows"] for a in answers)
+    expect(all(a["status"] == 200 for a in answers) and added == rows,
+           called=" and ".join(a["request"] for a in answers) + ", sent at the same moment",
+           expected=f"200 for both, and {rows} new rows (both files)",
+           got=" / ".join(answer(a) for a in answers) + f"\nrows added: {added}",
+           hint="each request needs its own session and its own transaction: one session shared by the whole app "
+                "(opened in the lifespan) cannot hold two transactions at once.",
+           todo=4)
+    refused, valid = require(report, "after_refusal")
+    expect(refused["status"] == 422 and refused["added"] == 0 and valid["status"] == 200
+           and valid["added"] == valid["rows"],
+           called=f"{refused['request']} (line {refused['line']} is bad), then {valid['request']}",
+           expected=f"422 and no rows for the bad file, then 200 and {valid['rows']} new rows",
+           got=f"{answer(refused)}; rows added: {refused['added']}\nthen {answer(valid)}; rows added: {valid['added']}",
+           hint="the bad file is the client's error (422, not a 500), and refusing it must leave nothing behind "
+                "(an open transaction, a held lock) that stops the next valid import: end it with a `with` block.",
+           todo=3 if refused["status"] != 422 else 4)
+
+
 def test_nothing_left_running(report: dict) -> None:
-    """Nothing your code started is still running after shutdown"""
+    """The app stops by itself on SIGTERM, and nothing your code started is left running"""
     nothing_left_running(report)

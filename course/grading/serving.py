@@ -114,8 +114,8 @@ class Service:
                 kwargs[key] = value
         return rid, show or _shown(method, path, params, json, content, files), kwargs
 
-    def _finish(self, rid: str, shown: str, start: float, response: Any, exc: BaseException | None) -> dict:
-        seconds = round(time.perf_counter() - start, 3)
+    def _finish(self, rid: str, shown: str, seconds: float, response: Any, exc: BaseException | None) -> dict:
+        seconds = round(seconds, 3)
         if exc is not None:
             answer = Answer(shown, None, f"no answer: {type(exc).__name__}: {exc}"[:BODY_CHARS], seconds=seconds)
         else:
@@ -147,11 +147,14 @@ class Service:
                 response = await client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             error = exc
+        # The client's time to its answer, not to the end of the app's work for it (a BackgroundTasks job
+        # runs after the response, inside the app's call: waited for below, not timed).
+        seconds = time.perf_counter() - start
         # The app may still be running after the client has its answer (uvicorn sends a 500 before the
         # exception leaves the app): wait until it is done with this request.
         with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
             await asyncio.wait_for(done.wait(), 2.0 if error is None else 0.5)
-        return self._finish(rid, shown, start, response, error)
+        return self._finish(rid, shown, seconds, response, error)
 
     def send_sync(self, method: str, path: str, *, json: Any = _NOTHING, content: Any = None,
                   headers: dict | None = None, params: Any = None, files: Any = None, data: Any = None,
@@ -167,8 +170,9 @@ class Service:
                 response = client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             error = exc
+        seconds = time.perf_counter() - start
         self.errors.wait_done(rid, 2.0 if error is None else 0.5)
-        return self._finish(rid, shown, start, response, error)
+        return self._finish(rid, shown, seconds, response, error)
 
     @staticmethod
     async def together(*requests: Awaitable[dict]) -> list[dict]:
