@@ -48,19 +48,23 @@ def __getattr__(name: str) -> Any:  # Finding, ProbeReport: imported when first 
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+PHASES = "examples,coverage,fuzzing,stateful"  # schemathesis's phases, all of them by default
+
+
 def probe(target: str, *, app_dir: str | os.PathLike | None = None, env: dict[str, Any] | None = None,
           allow_writes: bool = False, factory: bool = False, max_examples: int = 15, burst: int = 20,
-          fuzz: bool = True, progress: bool = False) -> "ProbeReport":
+          fuzz: bool = True, phases: str = PHASES, progress: bool = False) -> "ProbeReport":
     """Probe the app ``target`` (``"module:attribute"``, as uvicorn names it) and return the report
     (a notebook cell shows its table). ``app_dir``: where ``module`` is imported from (default: the
     working directory); ``env``: added to the app's environment (its settings); ``allow_writes``:
     send POST, PUT, PATCH and DELETE too; ``factory``: the attribute is a function that returns the
-    app (uvicorn's ``--factory``); ``fuzz=False``: no schemathesis (a quicker look)."""
+    app (uvicorn's ``--factory``); ``fuzz=False``: no schemathesis (a quicker look); ``phases``:
+    schemathesis's phases (``"examples,fuzzing"`` skips its coverage phase, most of its time)."""
     from course.probing.run import run_probe
 
     return run_probe(target, app_dir=app_dir, env={k: str(v) for k, v in (env or {}).items()},
                      allow_writes=allow_writes, factory=factory, max_examples=max_examples, burst=burst,
-                     fuzz_routes=fuzz,
+                     fuzz_routes=fuzz, phases=phases,
                      progress=(lambda text: print(f"probe: {text}", file=sys.stderr, flush=True)) if progress else None)
 
 

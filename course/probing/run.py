@@ -673,7 +673,8 @@ def static_findings(lints: list, findings: list[Finding]) -> None:
 
 def run_probe(target: str, *, app_dir: str | os.PathLike | None = None, env: dict[str, str] | None = None,
               allow_writes: bool = False, factory: bool = False, max_examples: int = 15, burst: int = 20,
-              fuzz_routes: bool = True, cwd: str | os.PathLike | None = None,
+              fuzz_routes: bool = True, phases: str = "examples,coverage,fuzzing,stateful",
+              cwd: str | os.PathLike | None = None,
               progress: Callable[[str], None] | None = None) -> ProbeReport:
     """Probe ``target`` (``module:attribute``, imported from ``app_dir``, default the working
     directory, as uvicorn's ``--app-dir``); ``env`` is added to the app's environment;
@@ -743,7 +744,7 @@ def run_probe(target: str, *, app_dir: str | os.PathLike | None = None, env: dic
             elif (TOOLS / "schemathesis").exists():
                 say(f"schemathesis: {len(allowed)} operation(s), at most {max_examples} examples each")
                 t = time.perf_counter()
-                result = fuzz(app.url, workdir / "schemathesis", methods=allowed_methods,
+                result = fuzz(app.url, workdir / "schemathesis", methods=allowed_methods, phases=phases,
                               max_examples=max_examples, timeout=60, header=f"{HEADER}:schemathesis")
                 report.timings["fuzz"] = time.perf_counter() - t
                 report.tested["schemathesis"] = f"{len(result.cases)} case(s)"

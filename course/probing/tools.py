@@ -110,7 +110,7 @@ def read_events(path: Path) -> FuzzResult:
 
 
 def fuzz(url: str, workdir: Path, *, methods: list[str] | None, max_examples: int, timeout: float,
-         header: str) -> FuzzResult:
+         header: str, phases: str = "examples,coverage,fuzzing,stateful") -> FuzzResult:
     """``schemathesis run URL/openapi.json``: fail on any 5xx (``not_a_server_error``), deterministic
     (the same cases every run, no example database), one worker; ``methods``: only those (None: all).
     ``header`` (``name:value``) goes with every request."""
@@ -120,7 +120,7 @@ def fuzz(url: str, workdir: Path, *, methods: list[str] | None, max_examples: in
            "--checks", "not_a_server_error", "--max-examples", str(max_examples),
            "--generation-deterministic", "--workers", "1",
            "--request-timeout", "10", "--no-color", "--header", header,
-           "--phases", "examples,coverage,fuzzing,stateful",
+           "--phases", phases,
            "--report", "ndjson", "--report-ndjson-path", str(events)]
     for method in methods or []:
         cmd += ["--include-method", method]

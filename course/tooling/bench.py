@@ -51,11 +51,11 @@ from course.manifest import ROOT, modules
 
 __all__ = ["PARTS", "BUDGETS", "LIMITS", "REFERENCE_FLOOR", "MARGIN", "LAST", "Figure", "floor", "main"]
 
-PARTS = ("notebooks", "check", "list", "lab")
+PARTS = ("notebooks", "check", "list", "probe", "lab")
 LAST = ROOT / "bench" / "last.json"
 
 # The budgets of DEVELOPERS.md, in seconds on a 2-core machine. The venv has none (see above).
-BUDGETS: dict[str, float | None] = {"notebooks": 60.0, "check": 5.0, "list": 1.0, "lab": None}
+BUDGETS: dict[str, float | None] = {"notebooks": 60.0, "check": 5.0, "list": 1.0, "probe": 30.0, "lab": None}
 # Median of `python -I -c "import fastapi"` on the 2-core reference machine (issue 16) with little
 # else running: 0.34 to 0.41 s (0.54 s once), median 0.37 s.
 REFERENCE_FLOOR = 0.37
@@ -174,6 +174,28 @@ def bench_checks(numbers: list[str], floors: Floors) -> list[Figure]:
                 figure.error = f"the solution did not pass: {first[0] if first else f'exit {done.returncode}'}"
         figures.append(_show(floors.around(figure)))
     return figures
+
+
+def bench_probe(floors: Floors) -> list[Figure]:
+    """``course probe`` on module 01's solution (every schemathesis phase; issue 20's 30 s budget),
+    against a database seeded by the module's own driver."""
+    import tempfile
+
+    figure = Figure("probe", "course probe solutions/01 app:app")
+    with tempfile.TemporaryDirectory(prefix="course-bench-probe-") as tmp:
+        db = Path(tmp) / "shop.db"
+        from course.demo import import_file
+
+        import_file(ROOT / "checks" / "01_database_lifecycle" / "driver.py").seed(db)
+        start = time.perf_counter()
+        done = subprocess.run([_python(), "-m", "course.tooling.cli", "probe", "app:app", "--app-dir",
+                               str(ROOT / "solutions" / "01_database_lifecycle"), "--env",
+                               f"DATABASE_URL=sqlite+aiosqlite:///{db}", "--env", "SLOW_CALL_SECONDS=0.2", "--json"],
+                              cwd=tmp, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300)
+        figure.seconds = time.perf_counter() - start
+        if done.returncode != 0:
+            figure.seconds, figure.error = None, f"the probe found something or failed (exit {done.returncode})"
+    return [_show(floors.around(figure))]
 
 
 def _copy_course(into: Path) -> Path:
@@ -348,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
             figures += bench_checks(numbers, floors)
         elif part == "list":
             figures += bench_list(floors)
+        elif part == "probe":
+            figures += bench_probe(floors)
         elif part == "lab":
             figures += bench_lab(floors)
     if not figures:
