@@ -3,6 +3,10 @@
 #   make test   everything CI runs (.ci/run calls exactly this)
 #   make test-tools  the course's test tools (Playwright, schemathesis) in .venv-test, apart from
 #                    the learner's .venv; `make test` builds it first
+#   make site        the course as a website (build/site), from the executed notebooks; make site-tools
+#                    installs Sphinx + MyST-NB into .venv-site (requirements-site.txt); make test builds it
+#   make pages       ERRORS.md, IMPACT.md and workshop/INSTRUCTORS.md again, from their sources and the
+#                    executed notebooks (course/pages/)
 
 # The course runs on Python 3.11 to 3.13 (pyproject.toml's requires-python; tests/test_environment.py
 # keeps the two lists in step). Without PYTHON=..., make takes the first that runs, newest first:
@@ -25,8 +29,10 @@ STAMP  := $(VENV)/.installed
 LAB_ARGS ?=
 TEST_VENV  := .venv-test
 TEST_STAMP := $(TEST_VENV)/.installed
+SITE_VENV  := .venv-site
+SITE_STAMP := $(SITE_VENV)/.installed
 
-.PHONY: lab test venv test-tools strip clean-venv
+.PHONY: lab test venv test-tools site-tools strip clean-venv site pages doctor
 
 venv: $(STAMP)
 
@@ -60,11 +66,33 @@ $(TEST_STAMP): requirements-test.txt requirements-test-lock.txt
 	$(TEST_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-test.txt -c requirements-test-lock.txt && \
 	touch $(TEST_STAMP) && echo "test tools ready in $$(( $$(date +%s) - start )) s ($(TEST_VENV))"
 
+# The site's build tools (Sphinx, MyST-NB, Furo; requirements-site.txt): never in the learner's
+# .venv, nor among the test tools. Rebuilt only when their pins change.
+site-tools: $(SITE_STAMP)
+
+$(SITE_STAMP): requirements-site.txt requirements-site-lock.txt
+	@test -n "$(PYTHON)" || { echo "The site tools need Python 3.11 to 3.13: make site-tools PYTHON=/path/to/python3.13"; exit 1; }
+	@start=$$(date +%s); \
+	test -x $(SITE_VENV)/bin/python || $(PYTHON) -m venv $(SITE_VENV); \
+	$(SITE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-site.txt -c requirements-site-lock.txt && \
+	touch $(SITE_STAMP) && echo "site tools ready in $$(( $$(date +%s) - start )) s ($(SITE_VENV))"
+
 lab: venv
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m course.tooling.lab $(LAB_ARGS)
 
-test: venv test-tools
+test: venv test-tools site-tools
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m course.tooling.testrun
+
+# The course as a website (build/site/index.html), from the notebooks as the notebook test executed
+# them (build/executed); a notebook whose saved copy is missing or stale is executed first.
+site: venv site-tools
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m course.pages.site
+
+# The generated pages: ERRORS.md, IMPACT.md, workshop/INSTRUCTORS.md (course/pages/), from the
+# sources and the executed notebooks (executing those missing or stale). tests/test_pages.py keeps
+# them equal; run this after changing a notebook, a mistake, a hint or course/pages/*.
+pages: venv
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m course.pages write
 
 # Clear outputs from every notebook (they are stored without outputs).
 strip: venv

@@ -69,7 +69,9 @@ def test_stored_without_outputs(path: Path) -> None:
 @pytest.mark.parametrize("path", [_marked(p) for p in _longest_first(NOTEBOOKS)])
 def test_notebook_runs(path: Path, record_time) -> None:
     run_id = uuid.uuid4().hex
-    seconds = execute(path, env={**os.environ, "COURSE_RUN_ID": run_id})
+    # save=True: the executed copy goes to build/executed for the site, the error index, the impact
+    # table and the instructor guide (course.tooling.executed; make test's last phase reads them)
+    seconds = execute(path, env={**os.environ, "COURSE_RUN_ID": run_id}, save=True)
     record_time(f"notebook {path.name}" + ("" if path.stem in ALONE else "  (two at a time)"), seconds)
     deadline = time.monotonic() + 5
     while (leftover := processes_with_env("COURSE_RUN_ID", run_id)) and time.monotonic() < deadline:

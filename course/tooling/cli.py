@@ -7,6 +7,8 @@
     course reset NN             put an exercise back as it was (keeps a backup)
     course old-forms            outdated forms met online, beside today's
     course probe MODULE:APP     the course's instruments pointed at any FastAPI app (--json, --allow-writes)
+    course doctor [--full]      is this machine ready? one line per item: OK, or what to do
+    course why "TEXT"           an error message from production: the module and section that reproduce it, and the fix
 """
 
 from __future__ import annotations
@@ -203,6 +205,18 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return probing.main(args)
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from course.tooling import doctor
+
+    return doctor.main(full=args.full)
+
+
+def cmd_why(args: argparse.Namespace) -> int:
+    from course.pages import errors
+
+    return errors.why_main(" ".join(args.text))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="course", description="FastAPI in Production: grade and explore exercises.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -236,6 +250,12 @@ def main(argv: list[str] | None = None) -> int:
 
     add_arguments(p)
     p.set_defaults(func=cmd_probe)
+    p = sub.add_parser("doctor", help="is this machine ready for the course? one line per item: OK, or what to do")
+    p.add_argument("--full", action="store_true", help="also start JupyterLab for real (5 to 10 s)")
+    p.set_defaults(func=cmd_doctor)
+    p = sub.add_parser("why", help="an error message: the module and section that reproduce it, and the fix")
+    p.add_argument("text", nargs="+", help='the message, or part of it: course why "QueuePool limit of size 5"')
+    p.set_defaults(func=cmd_why)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

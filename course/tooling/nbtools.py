@@ -19,9 +19,12 @@ class NotebookFailed(AssertionError):
     pass
 
 
-def execute(path: str | Path, *, timeout_per_cell: int = 120, env: dict[str, str] | None = None) -> float:
+def execute(path: str | Path, *, timeout_per_cell: int = 120, env: dict[str, str] | None = None,
+            save: bool = False) -> float:
     """Run every cell in a fresh kernel with the notebook's folder as working directory.
-    Returns seconds; raises NotebookFailed naming the notebook and the cell."""
+    Returns seconds; raises NotebookFailed naming the notebook and the cell. ``save=True`` (the
+    notebook test): keep the executed copy in the store (course.tooling.executed), or, when the
+    notebook failed, remove the older copy there."""
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
@@ -29,6 +32,10 @@ def execute(path: str | Path, *, timeout_per_cell: int = 120, env: dict[str, str
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=timeout_per_cell, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
+    if save:
+        from course.tooling import executed
+
+        before = executed.fingerprint(path)
     start = time.perf_counter()
     try:
         client.execute(**({"env": env} if env is not None else {}))
@@ -36,8 +43,13 @@ def execute(path: str | Path, *, timeout_per_cell: int = 120, env: dict[str, str
         index = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code" and any(
             o.get("output_type") == "error" for o in c.get("outputs", []))), None)
         cell = f"cell {index}" if index is not None else "a cell"
+        if save:
+            executed.forget(path)
         raise NotebookFailed(f"{path.name}, {cell} failed after {time.perf_counter() - start:.1f} s:\n{exc}") from None
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if save:
+        executed.save(nb, path, seconds, before)
+    return seconds
 
 
 def strip(path: str | Path) -> bool:

@@ -1,6 +1,6 @@
 """``make test``: every check CI runs, with the times printed so drift is visible.
 
-Three phases, so the suite fits its budget on two cores while nothing in it can fail for being
+Four phases, so the suite fits its budget on two cores while nothing in it can fail for being
 slow (time budgets are ``make bench``'s, measured alone and judged as ratios):
 
 1. everything that measures no time, in parallel (pytest-xdist, 2 workers): the helper tests,
@@ -9,7 +9,10 @@ slow (time budgets are ``make bench``'s, measured alone and judged as ratios):
 2. everything marked ``paired``, two at a time: notebooks (and the browser run) whose assertions
    are counts, texts and same-run ratios with margins wide enough for one neighbour;
 3. everything marked ``serial``, one at a time: the notebooks that assert tenths of a second
-   (tests/test_notebooks.py's ALONE says which, and on what evidence).
+   (tests/test_notebooks.py's ALONE says which, and on what evidence);
+4. everything marked ``executed``: what reads the notebooks phases 2 and 3 executed and saved
+   (build/executed, course.tooling.executed): the site, the error index, the impact table, the
+   instructor guide's answers.
 
 Each phase runs through course.pytest_runner; the tests record their timings in a shared file
 (``COURSE_TIMINGS``) and the table is printed at the end, with each phase's time.
@@ -30,9 +33,12 @@ from course.pytest_runner import run_pytest
 # worksteal: a worker that runs out of tests takes queued ones from the other, so a phase does not
 # end with one core idle behind a queue (the paired phase has few, long tests).
 PHASES = [
-    ("parallel, measures no time", ["-n", "2", "--dist", "worksteal", "-m", "not serial and not paired"]),
+    ("parallel, measures no time", ["-n", "2", "--dist", "worksteal", "-m", "not serial and not paired and not executed"]),
     ("two at a time, counts and same-run ratios", ["-n", "2", "--dist", "worksteal", "-m", "paired"]),
     ("one at a time, tight timing", ["-m", "serial"]),
+    # what the notebooks printed in phases 2 and 3 (saved to build/executed): the site, the pages;
+    # two tests, about 15 s: no workers to start
+    ("from the executed notebooks", ["-m", "executed"]),
 ]
 
 

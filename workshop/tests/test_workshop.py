@@ -5,7 +5,8 @@ by accident (ports, SQLite files, PostgreSQL databases and roles, temporary fold
 /dev/shm ARE shared, as on a real hub), and nothing may be left running afterwards.
 
 The note at the end gives each learner's times against the one learner alone, the memory and
-PostgreSQL connections per learner (workshop/README.md's sizing comes from it)."""
+PostgreSQL connections per learner (workshop/README.md's sizing comes from it); the same figures go to
+workshop/sizing.json, from which the instructor guide's sizing is made (workshop/INSTRUCTORS.md)."""
 
 from __future__ import annotations
 
@@ -133,6 +134,63 @@ def postgres_reachable() -> bool:
     return asyncio.run(probe())
 
 
+# The figures the instructor guide's sizing is made from (workshop/INSTRUCTORS.md, `make pages`):
+# written by every run, like bench/last.json; commit it from a run on a machine like the hub's.
+# WORKSHOP_SIZING=path writes it elsewhere, WORKSHOP_SIZING= (empty) not at all.
+SIZING = os.environ.get("WORKSHOP_SIZING", str(Path(__file__).resolve().parents[1] / "sizing.json"))
+
+
+def postgres_settings() -> dict[str, int]:
+    import asyncpg
+
+    async def query() -> dict[str, int]:
+        try:
+            conn = await asyncpg.connect(**PG_ADMIN, timeout=3)
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError):
+            return {}
+        try:
+            return {name: int(await conn.fetchval(f"SHOW {name}"))
+                    for name in ("max_connections", "superuser_reserved_connections")}
+        finally:
+            await conn.close()
+
+    return asyncio.run(query())
+
+
+def record_sizing(hub: Hub, alone: dict, together: dict, *, spawn_seconds: float, postgres_ran: bool,
+                  load_before: float) -> None:
+    """Memory and PostgreSQL connections per learner, and the times, as JSON (see SIZING)."""
+    if not SIZING:
+        return
+    import datetime as dt
+
+    import psutil
+
+    s = hub.sampler
+
+    def jobs(result: dict) -> dict:
+        return {job: {"seconds": v["seconds"], "passed": v["returncode"] == 0} for job, v in result["jobs"].items()}
+
+    data = {
+        "date": dt.date.today().isoformat(),
+        "machine": {"cores": psutil.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30),
+                    "load_before": round(load_before, 1)},
+        "notebook": NOTEBOOK, "jobs_at_once": not ONE_AFTER_THE_OTHER, "postgres_sections_ran": postgres_ran,
+        "servers_ready_seconds": round(spawn_seconds, 1),
+        "alone": {"jobs": jobs(alone["learner1"]), "cpu_seconds": alone["learner1"]["cpu_seconds"]},
+        "together": {user: {"jobs": jobs(r), "cpu_seconds": r["cpu_seconds"]} for user, r in together.items()},
+        "peak_pss_mib": {user: round(s.rss_peak[user]) for user in LEARNERS},
+        "hub_pss_mib": round(s.rss_peak["hub"]),
+        "peak_postgres_connections": {user: s.pg_peak[user] for user in LEARNERS},
+        "postgres_connections_all_learners_peak": s.pg_learners_peak,
+        "postgres_connections_server_peak": s.pg_server_peak,
+        "postgres": postgres_settings(),
+        "passed": not failures(alone) and not failures(together),
+    }
+    Path(SIZING).write_text(json.dumps(data, indent=1) + "\n")
+    NOTE.append(f"sizing figures written to {SIZING} (workshop/INSTRUCTORS.md is made from it: make pages)")
+
+
 @pytest.mark.timeout(180)
 def test_idle_culler_stops_an_idle_server(hub_factory) -> None:
     """The culler service, with a short timeout, stops a server nobody uses; the learner stays."""
@@ -151,6 +209,7 @@ def test_idle_culler_stops_an_idle_server(hub_factory) -> None:
 
 @pytest.mark.timeout(900)
 def test_five_learners_at_once(hub_factory) -> None:
+    load_before = os.getloadavg()[0]
     hub_started = time.perf_counter()
     hub = hub_factory()
     hub_ready = time.perf_counter() - hub_started
@@ -203,6 +262,9 @@ def test_five_learners_at_once(hub_factory) -> None:
     NOTE.append("peak PostgreSQL connections per learner (sampled 1/s): "
                 + ", ".join(f"{u} {s.pg_peak[u]}" for u in LEARNERS)
                 + f"; all learners at one sample {s.pg_learners_peak}; the server's peak from everyone {s.pg_server_peak}")
+
+    record_sizing(hub, alone, together, spawn_seconds=spawn_seconds, postgres_ran=require == "1",
+                  load_before=load_before)
 
     # Nothing shared by accident: each learner's kernel ran the course's python, imported the course
     # from the learner's own copy.
