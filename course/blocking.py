@@ -14,6 +14,15 @@ asks to wake every ``interval`` seconds and records how late it woke: while an e
 the loop (``time.sleep``, ``requests.get``, a sync database call), nothing else on that loop runs,
 this task included, so its lateness is how long the loop was blocked.
 
+**serve_lagged** runs an app in a uvicorn process of its own (``course.serve_subprocess``) with a
+LagProbe on that process's loop, and reads its samples over HTTP: a process of its own gives the
+app its own peak memory, and the probe its own loop:
+
+    with serve_lagged("streaming:app", app_dir=DEMO) as server:   # course/lagged.py inside
+        since = server.mark()
+        ...send requests...
+        server.max_lag(since, server.mark())
+
 **slow_upstream** is a stand-in for another service: ``GET /scores/{key}`` answers after
 ``stats.delay`` seconds (keys in ``stats.instant``: at once). It counts what a client cannot
 hide: the TCP connections it accepted (one client port each, and the key of the first request
@@ -34,19 +43,53 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-__all__ = ["LagProbe", "UpstreamStats", "slow_upstream", "CallCounter", "counting_calls", "lag_curve", "default_executor_workers"]
+__all__ = ["LagProbe", "UpstreamStats", "slow_upstream", "CallCounter", "counting_calls", "lag_curve", "default_executor_workers",
+           "serve_lagged", "LaggedServer", "SAMPLES_PATH"]
+
+# Where a LagProbe made with ``route=SAMPLES_PATH`` answers with its samples (course/lagged.py).
+SAMPLES_PATH = "/__course_lag__"
 
 
-class LagProbe:
+class _Windowed:
+    """Reading a lag probe's samples over a window of time (LagProbe, LaggedServer)."""
+
+    def _samples(self) -> list[tuple[float, float]]:
+        raise NotImplementedError
+
+    @staticmethod
+    def mark() -> float:
+        """Now, on the probe's clock: pass it as ``since`` / ``until``."""
+        return time.perf_counter()
+
+    def window(self, since: float | None = None, until: float | None = None) -> list[tuple[float, float]]:
+        """The samples asked to wake between ``since`` and ``until`` (a loop blocked at ``until``
+        reports its lag only when it wakes, later), as ``(t, lag)`` with ``t`` relative to ``since``."""
+        samples = self._samples()
+        start = since if since is not None else (samples[0][0] if samples else 0.0)
+        return [(t - start, lag) for t, lag in samples
+                if t >= start and (until is None or t - lag <= until)]
+
+    def max_lag(self, since: float | None = None, until: float | None = None) -> float:
+        """The longest the loop was late between ``since`` and ``until`` (seconds; 0.0 if no sample)."""
+        return max((lag for _, lag in self.window(since, until)), default=0.0)
+
+    def blocked_seconds(self, since: float | None = None, until: float | None = None, *, over: float = 0.05) -> float:
+        """Total lateness of the wake-ups later than ``over`` seconds: time the loop spent blocked."""
+        return sum(lag for _, lag in self.window(since, until) if lag > over)
+
+
+class LagProbe(_Windowed):
     """An ASGI wrapper: serve ``LagProbe(app)`` instead of ``app``; read ``samples`` from any thread.
 
     ``samples`` is a list of ``(t, lag)``: ``t`` the ``time.perf_counter()`` at which the probe
-    woke, ``lag`` how many seconds later than asked.
+    woke, ``lag`` how many seconds later than asked. With ``route="/path"``, ``GET /path`` is
+    answered by the probe itself (before the app): ``{"samples": [[t, lag], ...]}``.
     """
 
-    def __init__(self, app: Any, *, interval: float = 0.01) -> None:
+    def __init__(self, app: Any, *, interval: float = 0.01, route: str | None = None) -> None:
         self.app = app
         self.interval = interval
+        self.route = route
         self.samples: list[tuple[float, float]] = []
         self._lock = threading.Lock()
 
@@ -54,6 +97,9 @@ class LagProbe:
         return getattr(self.app, name)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if self.route and scope["type"] == "http" and scope["path"] == self.route:
+            await self._answer_samples(send)
+            return
         if scope["type"] != "lifespan":
             await self.app(scope, receive, send)
             return
@@ -67,6 +113,15 @@ class LagProbe:
             except asyncio.CancelledError:
                 pass
 
+    async def _answer_samples(self, send: Any) -> None:
+        import json
+
+        with self._lock:
+            body = json.dumps({"samples": self.samples}).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
     async def _run(self) -> None:
         while True:
             asked = time.perf_counter() + self.interval
@@ -75,27 +130,9 @@ class LagProbe:
             with self._lock:
                 self.samples.append((woke, max(0.0, woke - asked)))
 
-    @staticmethod
-    def mark() -> float:
-        """Now, on the probe's clock: pass it as ``since`` / ``until``."""
-        return time.perf_counter()
-
-    def window(self, since: float | None = None, until: float | None = None) -> list[tuple[float, float]]:
-        """The samples asked to wake between ``since`` and ``until`` (a loop blocked at ``until``
-        reports its lag only when it wakes, later), as ``(t, lag)`` with ``t`` relative to ``since``."""
+    def _samples(self) -> list[tuple[float, float]]:
         with self._lock:
-            samples = list(self.samples)
-        start = since if since is not None else (samples[0][0] if samples else 0.0)
-        return [(t - start, lag) for t, lag in samples
-                if t >= start and (until is None or t - lag <= until)]
-
-    def max_lag(self, since: float | None = None, until: float | None = None) -> float:
-        """The longest the loop was late between ``since`` and ``until`` (seconds; 0.0 if no sample)."""
-        return max((lag for _, lag in self.window(since, until)), default=0.0)
-
-    def blocked_seconds(self, since: float | None = None, until: float | None = None, *, over: float = 0.05) -> float:
-        """Total lateness of the wake-ups later than ``over`` seconds: time the loop spent blocked."""
-        return sum(lag for _, lag in self.window(since, until) if lag > over)
+            return list(self.samples)
 
 
 @dataclass
@@ -239,3 +276,37 @@ def default_executor_workers() -> int:
 
     cpus = getattr(os, "process_cpu_count", os.cpu_count)() or 1
     return min(32, cpus + 4)
+
+
+class LaggedServer(_Windowed):
+    """A uvicorn process serving an app under a LagProbe (see :func:`serve_lagged`): ``url``, ``pid``,
+    and ``window`` / ``max_lag`` / ``blocked_seconds`` as a LagProbe's, its samples read over HTTP
+    (``time.perf_counter()`` is the system's monotonic clock on Linux, so marks taken here compare
+    with the server's samples)."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.url = server.url
+        self.pid = server.pid
+
+    def __getattr__(self, name: str) -> Any:  # log(), proc, ... of the ProcessServer
+        return getattr(self.server, name)
+
+    def _samples(self) -> list[tuple[float, float]]:
+        import httpx
+
+        response = httpx.get(self.url + SAMPLES_PATH, timeout=30)
+        response.raise_for_status()
+        return [(t, lag) for t, lag in response.json()["samples"]]
+
+
+@contextlib.contextmanager
+def serve_lagged(app_path: str, *, app_dir: Any = None, env: dict | None = None, **options: Any) -> Iterator[LaggedServer]:
+    """``course.serve_subprocess`` for ``course.lagged:app``, which imports ``app_path``
+    ("module:attribute", found in ``app_dir``) and serves it under a LagProbe whose samples are
+    at :data:`SAMPLES_PATH`. Stopped (SIGTERM) when the block ends."""
+    from course.server import serve_subprocess
+
+    with serve_subprocess("course.lagged:app", app_dir=app_dir, env={**(env or {}), "COURSE_LAGGED_APP": app_path},
+                          **options) as server:
+        yield LaggedServer(server)

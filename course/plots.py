@@ -16,7 +16,8 @@ from typing import Any, Mapping, Sequence
 
 __all__ = [
     "style", "compare_bars", "bar_panels", "errors_and_latency", "answers_by_status", "loop_lag",
-    "answer_staircase", "memory_over_time", "BAD", "GOOD", "NEUTRAL", "TRAP", "MEANING", "MARKS",
+    "answer_staircase", "memory_over_time", "outcome_bars", "BAD", "GOOD", "NEUTRAL", "TRAP", "MEANING",
+    "MARKS",
 ]
 
 BAD, GOOD, NEUTRAL, TRAP = "#c0392b", "#27ae60", "#7f8c8d", "#e67e22"
@@ -209,7 +210,7 @@ def answers_by_status(counts: Mapping[str, Mapping[int, int]],
 
 
 def loop_lag(samples: Mapping[str, Sequence[tuple[float, float]]], *, title: str,
-             colors: Sequence[str] | None = None) -> Any:
+             colors: Sequence[str] | None = None, xlabel: str = "seconds since the burst started") -> Any:
     """How long the event loop had been stuck at each moment, one line per label in ``samples``
     (a :class:`course.blocking.LagProbe`'s ``(t, lag)`` samples): the curve rises while the probe's
     timer is overdue and drops when it fires (the markers). The longest stall is written out.
@@ -233,7 +234,7 @@ def loop_lag(samples: Mapping[str, Sequence[tuple[float, float]]], *, title: str
         ax.annotate(f"the probe woke {worst_lag:.2f} s late:\nno request ran meanwhile",
                     xy=(worst_t, worst_lag * 1000), xytext=(-190, -10), textcoords="offset points",
                     fontsize=9, ha="left")
-    ax.set_xlabel("seconds since the burst started")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("loop stuck for (ms)")
     ax.set_title(title)
     ax.legend(loc="upper left")
@@ -284,4 +285,36 @@ def memory_over_time(samples: Mapping[str, Sequence[Any]], *, peaks: Mapping[str
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
+    return ax
+
+
+def outcome_bars(seconds: Mapping[str, float | None], *, window: float, title: str, ylabel: str,
+                 lost: str = "lost", fmt: str = "{:.1f} s", figsize: tuple[float, float] | None = None) -> Any:
+    """How long each thing took to finish, judged against one ``window`` (drawn as a dashed line):
+    a bar with its value for each label that finished (``seconds[label]``, drawn as a fix), and, for
+    each that did not finish within the window (``None``), no bar at all but a cross on the axis and
+    the word ``lost``: a loss never reads as a long wait. Returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    style()
+    _, ax = plt.subplots(figsize=figsize or (max(5, 2.2 * len(seconds)), 3.6))
+    labels = list(seconds)
+    done = [seconds[k] if seconds[k] is not None else 0 for k in labels]
+    bars = ax.bar(labels, done, color=GOOD, width=0.55)
+    ax.bar_label(bars, labels=[fmt.format(seconds[k]) if seconds[k] is not None else "" for k in labels],
+                 padding=2, fontsize=9)
+    for i, k in enumerate(labels):
+        if seconds[k] is None:
+            marker, _ = MARKS[BAD]
+            ax.plot([i], [0], marker=marker, color=BAD, markersize=14, markeredgewidth=3, clip_on=False)
+            ax.annotate(f"{lost}: no outcome\nwithin {window:g} s", (i, 0), xytext=(0, 14),
+                        textcoords="offset points", ha="center", fontsize=9, color=BAD, fontweight="bold")
+    ax.axhline(window, color=NEUTRAL, linestyle="--", linewidth=1)
+    ax.annotate(f"window: {window:g} s", (len(labels) - 0.5, window), xytext=(0, 3), textcoords="offset points",
+                ha="right", fontsize=8, color=NEUTRAL)
+    ax.set_ylim(0, window * 1.15)
+    ax.set_xlim(-0.6, len(labels) - 0.4)
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    ax.figure.tight_layout()
     return ax

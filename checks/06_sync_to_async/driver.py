@@ -28,7 +28,8 @@ stage's record (course.grading.serving.Answer: "request", "status", "body", "jso
     missing       answer to GET /users/999
     retry         answer to GET /users/77, whose first attempt gets a 503 (the second is answered at once);
                   "attempts" the service saw, "gap": seconds between the first two (None: fewer)
-    down          answer to GET /users/78, whose every attempt gets a 503; "attempts" the service saw
+    down          answer to GET /users/78, whose every attempt gets a 503; "attempts" the service saw, "gaps":
+                  seconds between one of its first ``attempts`` attempts and the next (the error path's waits)
     after_refusal answer to GET /users/78 again, sent after that answer once the service answers again (the
                   client waits AFTER_REFUSAL_TIMEOUT s for it)
     slow_lookup   answer to GET /users/90, whose lookup takes SLOW_LOOKUP s; "max_lag": the longest the
@@ -43,7 +44,8 @@ stage's record (course.grading.serving.Answer: "request", "status", "body", "jso
                   "server_errors"
     retry_burst   the same for RETRY_N concurrent requests whose first attempts get a 503 ("peak": second
                   attempts held at once, each for SLOW s)
-    after_shutdown {"established"}: TCP connections from this process to the service once the app stopped
+    after_shutdown {"established", "database_files"}: TCP connections from this process to the service, and
+                  descriptors it holds on the SQLite file (one per open connection), once the app stopped
     stops         the serving stage's stop (SIGTERM): see course.grading.serving
 """
 
@@ -64,6 +66,7 @@ SLOW_USER, SLOW_LOOKUP = 90, 0.25  # ...except this user's (a sync session block
 RETRY_DELAY = 0.1   # the app's RETRY_DELAY (its first wait; it may wait longer before later attempts)
 BURST_N = 50        # concurrent requests: more than any default executor (32 threads at most) or anyio's 40
 RETRY_N = 20        # concurrent requests whose first attempt gets a 503
+ATTEMPTS = 3        # the app's ATTEMPTS (kept by the README's rules)
 CHAIN = range(91, 97)  # users requested one after another (the service answering them at once)
 USERS = 100
 CLIENT_TIMEOUT = 20
@@ -207,10 +210,15 @@ class Arrivals:
         first = self.times[key][:2]
         return round(first[1] - first[0], 3) if len(first) == 2 else None
 
+    def gaps(self, key: str, attempts: int) -> list[float]:
+        """Seconds between each of the first ``attempts`` calls for ``key`` and the next."""
+        first = self.times[key][:attempts]
+        return [round(b - a, 3) for a, b in zip(first, first[1:])]
+
 
 async def exercise_app(d: Driver, module, upstream, stats, arrivals: Arrivals) -> None:
     from course.blocking import LagProbe
-    from course.probes import tcp_connections
+    from course.probes import open_file_count, tcp_connections
 
     probe = LagProbe(module.app)
     with d.serve(probe) as svc:
@@ -221,11 +229,11 @@ async def exercise_app(d: Driver, module, upstream, stats, arrivals: Arrivals) -
 
             async def down_then_back() -> tuple:
                 down = await svc.send("GET", "/users/78")
-                attempts = stats.attempts["78"]
+                attempts, gaps = stats.attempts["78"], arrivals.gaps("78", ATTEMPTS)
                 stats.down = False  # the service answers again (at once): the same user's next request must succeed
                 stats.instant = {*stats.instant, "78"}
                 back = await svc.send("GET", "/users/78", timeout=AFTER_REFUSAL_TIMEOUT)
-                return {**down, "attempts": attempts}, back
+                return {**down, "attempts": attempts, "gaps": gaps}, back
 
             # Independent requests at once: a user twice, a missing one, one whose first attempt gets a 503, one
             # whose every attempt does (then once more), one whose lookup is slow, and a few one after another.
@@ -278,7 +286,8 @@ async def exercise_app(d: Driver, module, upstream, stats, arrivals: Arrivals) -
                 return too_blocked and (lagged or max_lag > LIMITS["burst_lag"])
 
             d.report["retry_burst"] = await measured(range(BURST_N + 1, BURST_N + RETRY_N + 1), retry_settled)
-    d.report["after_shutdown"] = {"established": tcp_connections(os.getpid(), remote_port=upstream.port)}
+    d.report["after_shutdown"] = {"established": tcp_connections(os.getpid(), remote_port=upstream.port),
+                                  "database_files": open_file_count(os.environ["DATABASE_PATH"])}
 
 
 def main(d: Driver) -> None:
@@ -289,7 +298,7 @@ def main(d: Driver) -> None:
     seed(str(db))
     slow_lookups()
     os.environ.update(DATABASE_PATH=str(db), RETRY_DELAY=str(RETRY_DELAY))
-    d.report["settings"] = {"slow": SLOW, "slow_lookup": SLOW_LOOKUP, "retry_delay": RETRY_DELAY, "attempts": 3,
+    d.report["settings"] = {"slow": SLOW, "slow_lookup": SLOW_LOOKUP, "retry_delay": RETRY_DELAY, "attempts": ATTEMPTS,
                             "executor_workers": default_executor_workers(), "limits": LIMITS,
                             "after_refusal_timeout": AFTER_REFUSAL_TIMEOUT}
     upstream = slow_upstream(delay=SLOW)

@@ -63,6 +63,14 @@ def test_retries_after_a_503(report: dict) -> None:
            expected=f"at least {settings['retry_delay']} s between its two attempts: the app waits before it tries again",
            got=f"{retry['gap']:.3f} s", hint="keep the wait between attempts; make it one that does not block.",
            todo=4)
+    down = require(report, "down")
+    short = [gap for gap in down["gaps"] if gap < 0.8 * settings["retry_delay"]]
+    expect(len(down["gaps"]) == settings["attempts"] - 1 and not short,
+           called="GET /users/78, the scoring service answering every attempt with 503, timing the attempts it saw",
+           expected=f"at least {settings['retry_delay']} s before each of attempts 2 to {settings['attempts']}: "
+                    "the error path waits too",
+           got=f"{down['attempts']} attempts, seconds between them: {down['gaps']}",
+           hint="every attempt after a 503 comes after a wait, the last one too, not only the second.", todo=4)
 
 
 def test_gives_up_with_a_502(report: dict) -> None:
@@ -163,11 +171,15 @@ def test_one_client_reused(report: dict) -> None:
 
 
 def test_client_closed_on_shutdown(report: dict) -> None:
-    """When the app stops, its connections to the scoring service are closed"""
+    """When the app stops, its connections to the scoring service and to the database are closed"""
     after = require(report, "after_shutdown")
     expect(after["established"] == 0, called="stopping the server (its lifespan shutdown runs)",
            expected="0 TCP connections from the app to the scoring service",
            got=f"{after['established']} still open", hint="who closes the shared client when the app stops?", todo=1)
+    expect(after["database_files"] == 0, called="stopping the server (its lifespan shutdown runs)",
+           expected="0 connections to the SQLite file still open (the engine disposed of)",
+           got=f"{after['database_files']} still open",
+           hint="an engine keeps a pool of open connections: `await engine.dispose()` when the app stops.", todo=1)
 
 
 def test_concurrent_requests(report: dict) -> None:

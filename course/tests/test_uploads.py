@@ -49,3 +49,18 @@ def test_send_until_answered_stops_early_and_reports() -> None:
         late = send_until_answered(server.url + "/unlimited", size=4 * 2**20)
     assert early.status == 413 and early.share_sent < 0.5, early
     assert late.status == 200 and late.sent == late.total and '"bytes"' in late.body, late
+
+
+def test_readings_are_the_other_kind(tmp_path) -> None:
+    """kind="readings": notebook 07's meter readings (meter,read_at,wh,note), valid and distinct."""
+    from datetime import datetime
+
+    from course.uploads import READINGS_HEADER
+
+    f = write_csv(tmp_path / "r.csv", rows=2500, kind="readings", bad={7: "MTR-1,2026-03-01,12.5,kWh"})
+    rows = list(csv.reader(f.path.open(newline="")))
+    assert rows[0] == READINGS_HEADER.strip().split(",") and rows[6][2] == "12.5"
+    good = [r for i, r in enumerate(rows[1:], start=2) if i != 7]
+    assert all(len(r) == 4 and r[2].isdigit() and datetime.fromisoformat(r[1]) for r in good)
+    assert len({r[0] for r in good}) == len(good)
+    assert csv_bytes(2, kind="readings").startswith(READINGS_HEADER.encode())

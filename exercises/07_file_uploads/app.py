@@ -1,8 +1,9 @@
 """Product catalogue import: POST /imports takes a CSV upload and stores its rows.
 
 Exercise 07 (file uploads in constant memory). It works for a small file. A big one takes the
-file's size in memory several times over, there is no size limit, a bad row gives a 500 and
-leaves the rows before it imported. Read README.md, fix the four TODOs, then run `course check 07`.
+file's size in memory several times over and holds the event loop while it parses, there is no
+size limit, a bad row gives a 500 and leaves the rows before it imported. Read README.md, fix the
+four TODOs, then run `course check 07`.
 """
 
 import csv
@@ -73,10 +74,12 @@ app = FastAPI(title="Catalogue import", lifespan=lifespan)
 # counted while it arrives (a Content-Length header may be missing or wrong).
 @app.post("/imports")
 async def import_products(request: Request, file: UploadFile) -> dict:
-    # TODO 3: check the upload's content type (415 unless it is a CSV), and turn every bad row or
-    # unreadable file into a 422 whose detail names the line (the header is line 1). Never a 500.
-    # TODO 2: this holds the whole file in memory three times (bytes, text, a list of rows). The
-    # upload is already in a temporary file: read it row by row and insert in batches.
+    # TODO 3: check the upload's media type (415 unless it is one of CSV_TYPES), and turn every
+    # bad row or unreadable file into a 422 whose detail names the line of the file as "line <n>"
+    # (the header is line 1). Never a 500.
+    # TODO 2: this holds the whole file in memory three times (bytes, text, a list of rows), and
+    # parses it on the event loop: no other request is answered meanwhile. The upload is already
+    # in a temporary file: read it row by row, off the loop, and insert in batches.
     data = await file.read()
     rows = list(csv.reader(io.StringIO(data.decode("utf-8"))))
     imported, batch = 0, []

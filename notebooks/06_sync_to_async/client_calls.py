@@ -2,7 +2,8 @@
 
 * ``/requests/{key}``        ``requests.get``: a blocking client, the loop waits with it;
 * ``/client-per-call/{key}`` a new ``httpx.AsyncClient`` per call: async, but a new connection each time;
-* ``/shared-client/{key}``   one ``httpx.AsyncClient``, opened in ``lifespan`` and closed on shutdown.
+* ``/shared-client/{key}``   one ``httpx.AsyncClient``, opened in ``lifespan`` and closed on shutdown;
+* ``/sized-client/{key}``    the same, with its pool sized for the calls the app makes at once.
 
 The other service's address comes from the environment when the app starts: ``UPSTREAM_URL``.
 """
@@ -22,10 +23,15 @@ Key = Annotated[str, Path(pattern=r"^[A-Za-z0-9]{1,20}$")]
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     app.state.upstream_url = os.environ["UPSTREAM_URL"]
-    async with httpx.AsyncClient(base_url=app.state.upstream_url, timeout=10) as client:
-        app.state.client = client  # one client, one pool of connections, for the app's lifetime
+    # httpx's default pool: at most 100 connections, of which 20 are kept open between calls
+    shared = httpx.AsyncClient(base_url=app.state.upstream_url, timeout=10)
+    # sized for up to 100 calls at once, all kept open for the next burst
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+    sized = httpx.AsyncClient(base_url=app.state.upstream_url, timeout=10, limits=limits)
+    async with shared, sized:  # one pool of connections each, for the app's lifetime
+        app.state.client, app.state.sized_client = shared, sized
         yield
-    # leaving `async with` closed the client and its connections
+    # leaving `async with` closed the clients and their connections
 
 
 app = FastAPI(title="client calls", lifespan=lifespan)
@@ -53,4 +59,10 @@ async def client_per_call(key: Key, request: Request) -> dict:
 @app.get("/shared-client/{key}")
 async def shared_client(key: Key, request: Request) -> dict:
     response = await request.app.state.client.get(f"/scores/{key}")  # reuses pooled connections
+    return answer(response.status_code, response.json())
+
+
+@app.get("/sized-client/{key}")
+async def sized_client(key: Key, request: Request) -> dict:
+    response = await request.app.state.sized_client.get(f"/scores/{key}")
     return answer(response.status_code, response.json())

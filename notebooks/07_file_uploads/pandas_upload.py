@@ -10,6 +10,6 @@ app = FastAPI()
 
 
 @app.post("/import")
-async def import_products(file: UploadFile) -> dict:
+async def import_readings(file: UploadFile) -> dict:
     df = pd.read_csv(file.file)  # reads from the spooled file, but builds the whole DataFrame
-    return {"rows": len(df), "total_cents": int(df["price_cents"].sum())}
+    return {"rows": len(df), "total_wh": int(df["wh"].sum())}

@@ -1,6 +1,6 @@
 """Read the whole upload into memory, then parse it: `await file.read()`.
 
-    uvicorn read_all:app
+    uvicorn read_all:app      # POST /import with a multipart field `file`: meter readings
 """
 
 import csv
@@ -12,12 +12,12 @@ app = FastAPI()
 
 
 @app.post("/import")
-async def import_products(file: UploadFile) -> dict:
+async def import_readings(file: UploadFile) -> dict:
     data = await file.read()  # the whole file, as bytes...
     reader = csv.reader(io.StringIO(data.decode("utf-8")))  # ...then again, as text
-    next(reader)  # the header
-    rows = total_cents = 0
-    for sku, name, price_cents, description in reader:
+    next(reader)  # the header: meter,read_at,wh,note
+    rows = total_wh = 0
+    for meter, read_at, wh, note in reader:
         rows += 1
-        total_cents += int(price_cents)
-    return {"rows": rows, "total_cents": total_cents}
+        total_wh += int(wh)
+    return {"rows": rows, "total_wh": total_wh}
