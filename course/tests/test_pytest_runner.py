@@ -4,6 +4,7 @@ stop the whole process group."""
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 
 import psutil
@@ -39,13 +40,14 @@ def test_results_per_test(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("FORCE_COLOR", "1")  # as a notebook kernel sets it
     src = tmp_path / "t.py"
     src.write_text(TESTS)
-    run = run_pytest("test_a.py", files={"test_a.py": src}, ini={}, env={"EXTRA": "yes"}, prefix="course-rt-")
+    prefix = f"course-rt-{uuid.uuid4().hex[:8]}-"  # only this run's folder: a killed run elsewhere may have left one
+    run = run_pytest("test_a.py", files={"test_a.py": src}, ini={}, env={"EXTRA": "yes"}, prefix=prefix)
     assert run.counts == {"passed": 6, "failed": 1, "error": 1, "skipped": 0}, run
     assert run["test_bad"].first_line == "AssertionError: one is not two"
     assert run["test_err"].outcome == "error" and "fixture broke" in run["test_err"].message
     assert run["test_ok"].doc == "It works" and run["test_p[2]"].file == "test_a"
     assert run.typical() >= 0 and not run.timed_out and run.returncode == 1
-    assert not list(Path(SCRATCH).glob("course-rt-*")), "the scratch folder was left behind"
+    assert not list(Path(SCRATCH).glob(f"{prefix}*")), "the scratch folder was left behind"
 
 
 def test_duplicates_and_xdist_workers(tmp_path) -> None:
@@ -68,12 +70,13 @@ def test_timeout_stops_the_whole_group(tmp_path) -> None:
     src = tmp_path / "t.py"
     src.write_text("import time\n\ndef test_hang():\n    time.sleep(120)\n")
     start = time.perf_counter()
-    run = run_pytest("-n", "2", "test_h.py", files={"test_h.py": src}, ini={}, timeout=4, prefix="course-rt-hang-")
+    prefix = f"course-rt-hang-{uuid.uuid4().hex[:8]}-"
+    run = run_pytest("-n", "2", "test_h.py", files={"test_h.py": src}, ini={}, timeout=4, prefix=prefix)
     # Not a budget, a hang guard: a worker left running would hold the output until its sleep
     # ends (120 s); stopped with its group, the run returns a few seconds after its 4 s timeout.
     assert run.timed_out and run.returncode is None and time.perf_counter() - start < 60
     time.sleep(0.5)
-    alive = [p for p in psutil.process_iter(["cmdline", "status"]) if "course-rt-hang-" in " ".join(p.info["cmdline"] or [])
+    alive = [p for p in psutil.process_iter(["cmdline", "status"]) if prefix in " ".join(p.info["cmdline"] or [])
              and p.info["status"] != psutil.STATUS_ZOMBIE]
     assert not alive, f"still running: {alive}"
-    assert not list(Path(SCRATCH).glob("course-rt-hang-*"))
+    assert not list(Path(SCRATCH).glob(f"{prefix}*"))
