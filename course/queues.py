@@ -1,16 +1,19 @@
 """Celery brokers and workers for the lessons: a real worker subprocess on a real broker, killed
 on purpose, and always cleaned up.
 
-    from course.queues import sqlite_broker, redis_broker, rabbitmq_broker, run_worker
+    from course.queues import sqlite_broker, redis_broker, rabbitmq_broker, run_worker, broker_down
 
     with sqlite_broker(folder) as broker, run_worker("tasks", app_dir=DEMO, env=broker.env) as worker:
         ...                               # send tasks with broker.env in os.environ
         worker.kill_pool_child()          # SIGKILL the process running the task
         worker.kill()                     # SIGKILL the whole worker (main process and pool)
+        with broker_down(broker):         # the SQLite broker refuses every write for the block
+            ...
 
 A broker is a URL plus what makes it private to this run: on SQLite its own file, on Redis a key
 prefix (``global_keyprefix``) whose keys are deleted afterwards, on RabbitMQ its own queue and
-exchange, deleted afterwards. ``broker.env`` holds the environment variables the course's Celery
+exchange (and a dead-letter queue ``<queue>.dead`` if one was declared), deleted afterwards.
+``broker.env`` holds the environment variables the course's Celery
 apps read (``BROKER_URL``, ``RESULT_BACKEND``, ``TASK_QUEUE``, ``BROKER_OPTIONS`` as JSON); every
 broker uses a SQLite result backend in the run's folder.
 
@@ -42,8 +45,8 @@ import psutil
 
 from course.processes import stop_tree
 
-__all__ = ["Broker", "Worker", "declare_sqlite_queue", "sqlite_broker", "redis_broker", "rabbitmq_broker", "run_worker", "run_workers", "start_worker", "wait_until",
-           "WORKER_ARGS", "BOOT"]
+__all__ = ["Broker", "Worker", "broker_down", "declare_sqlite_queue", "sqlite_broker", "redis_broker",
+           "rabbitmq_broker", "run_worker", "run_workers", "start_worker", "wait_until", "WORKER_ARGS", "BOOT"]
 
 WORKER_ARGS = ("-P", "prefork", "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "info")
 """The worker's options besides ``-c`` and ``-Q``: one prefork pool, none of the cluster chatter
@@ -193,13 +196,44 @@ def rabbitmq_broker(folder: str | os.PathLike | None = None, *, url: str | None 
         broker.close()
         try:
             with kombu.Connection(url, connect_timeout=5) as conn:
-                channel = conn.channel()
-                with contextlib.suppress(Exception):
-                    channel.queue_delete(queue)
-                with contextlib.suppress(Exception):
-                    channel.exchange_delete(queue)
+                # one channel per deletion: deleting what does not exist closes the channel
+                for delete, name in ((_delete_queue, queue), (_delete_queue, f"{queue}.dead"),
+                                     (_delete_exchange, queue)):
+                    with contextlib.suppress(Exception):
+                        delete(conn.channel(), name)
         finally:
             cleanup()
+
+
+def _delete_queue(channel: Any, name: str) -> None:
+    channel.queue_delete(name)
+
+
+def _delete_exchange(channel: Any, name: str) -> None:
+    channel.exchange_delete(name)
+
+
+@contextlib.contextmanager
+def broker_down(broker: Broker) -> Iterator[None]:
+    """The SQLite broker is unavailable for the block: another connection holds its write lock
+    (``BEGIN EXCLUSIVE``), as a stuck writer would. A publish then fails once the sender's SQLite
+    timeout is up (``database is locked``, raised by kombu as ``kombu.exceptions.OperationalError``,
+    the exception a Redis or RabbitMQ that refuses connections gives too); a worker's poll waits
+    up to its own timeout (SQLite's 5 s), so keep the block shorter than that. Give the sender a
+    short timeout with ``?timeout=0.2`` on its broker URL (a URL of its own: kombu keeps one
+    engine per URL in each process)."""
+    import sqlite3
+
+    if broker.name != "SQLite":
+        raise ValueError(f"broker_down() locks a SQLite broker's file; {broker.name} is a server to stop")
+    lock = sqlite3.connect(broker.url.split("///", 1)[1], timeout=10, isolation_level=None)
+    try:
+        lock.execute("BEGIN EXCLUSIVE")
+        yield
+    finally:
+        with contextlib.suppress(sqlite3.Error):
+            lock.execute("ROLLBACK")
+        lock.close()
 
 
 # --- workers ---------------------------------------------------------------------------------------
@@ -276,24 +310,41 @@ class Worker:
 
 # How the course starts a worker: ``python -c BOOT POLL -A module worker ...``. BOOT serialises the SQLite
 # transport's database session across the worker's threads, sets its polling interval (POLL, "" for
-# kombu's 1 s), then runs Celery's own command line. kombu 5.7's SQLite transport shares one SQLAlchemy
-# session per channel between threads (celery/kombu#1395): in a prefork worker the pool's thread requeues
-# a task whose process died (reject_on_worker_lost) while the main thread polls, and about one such
-# requeue in forty failed here ("UNABLE TO RESTORE 1 MESSAGES: IntegrityError", the task lost).
+# kombu's 1 s), turns off the jitter of autoretry's backoff when COURSE_RETRY_JITTER=0 (the grader, to
+# see the waits a learner configured), then runs Celery's own command line. kombu 5.7's SQLite transport
+# shares one SQLAlchemy session per channel between threads (celery/kombu#1395): in a prefork worker the
+# pool's thread requeues a task whose process died (reject_on_worker_lost) while the main thread polls,
+# and about one such requeue in forty failed here ("UNABLE TO RESTORE 1 MESSAGES: IntegrityError", the
+# task lost). A pool process is forked from the main process (again each time one dies), so BOOT gives
+# each new one fresh locks (a lock the main process's poller held at the fork would never be released
+# in the child: its first publish, a retry, hung until the task's time limit) and lets it drop the
+# parent's SQLite connections (SQLAlchemy's advice for a fork: dispose(close=False)).
 BOOT = """
-import sys, threading
+import os, sys, threading
 import kombu.transport.sqlalchemy as sqla
-lock = threading.RLock()
+locks = [threading.RLock()]
 def serialised(method):
     def run(self, *args, **kwargs):
-        with lock:
+        with locks[0]:
             return method(self, *args, **kwargs)
     return run
 for name in ("_get", "_put", "_purge", "_size", "_new_queue"):
     setattr(sqla.Channel, name, serialised(getattr(sqla.Channel, name)))
+def after_fork_in_child():
+    locks[0] = threading.RLock()
+    sqla._MUTEX = threading.RLock()
+    for engine, _ in list(sqla.Channel._engines.values()):
+        engine.dispose(close=False)
+os.register_at_fork(after_in_child=after_fork_in_child)
 poll = sys.argv.pop(1)
 if poll:
     sqla.Transport.polling_interval = float(poll)
+if os.environ.get("COURSE_RETRY_JITTER") == "0":
+    import celery.app.autoretry as autoretry
+    backoff = autoretry.get_exponential_backoff_interval
+    def without_jitter(factor, retries, maximum, full_jitter=False):
+        return backoff(factor, retries, maximum, full_jitter=False)
+    autoretry.get_exponential_backoff_interval = without_jitter
 sys.argv[0] = "celery"
 from celery.__main__ import main
 main()
@@ -302,7 +353,7 @@ main()
 
 def start_worker(app_module: str, *, app_dir: str | os.PathLike, env: dict[str, str] | None = None,
                  queue: str | None = None, concurrency: int = 1, extra_args: tuple[str, ...] = (),
-                 sqlite_poll_interval: float | None = None) -> Worker:
+                 sqlite_poll_interval: float | None = None, retry_jitter: bool = True) -> Worker:
     """Start ``celery -A app_module worker`` in ``app_dir`` and return at once (``worker.wait_ready()``,
     ``worker.stop()``). Prefer :func:`run_worker`, which always stops it.
 
@@ -310,8 +361,11 @@ def start_worker(app_module: str, *, app_dir: str | os.PathLike, env: dict[str, 
     bug of kombu's SQLite transport (see there). ``sqlite_poll_interval``: how often the worker polls
     the SQLite transport (kombu's 1 s by default, which no setting changes: its transport options all
     go to ``create_engine``). The grader sets it to 0.1 s on the worker's side only, to spend less time
-    waiting; no behaviour it checks depends on it."""
+    waiting; no behaviour it checks depends on it. ``retry_jitter=False`` makes ``retry_backoff``'s
+    waits exact (1, 2, 4 s...) instead of random below those bounds, so that a check can see them grow."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    if not retry_jitter:
+        full_env["COURSE_RETRY_JITTER"] = "0"
     queue = queue or full_env.get("TASK_QUEUE")
     log_fd, log_name = tempfile.mkstemp(prefix="celery-worker-", suffix=".log")
     poll = "" if sqlite_poll_interval is None else str(sqlite_poll_interval)
@@ -327,7 +381,8 @@ def start_worker(app_module: str, *, app_dir: str | os.PathLike, env: dict[str, 
 @contextlib.contextmanager
 def run_worker(app_module: str, *, app_dir: str | os.PathLike, env: dict[str, str] | None = None,
                queue: str | None = None, concurrency: int = 1, ready_timeout: float = 30.0,
-               stop_timeout: float = 1.0, extra_args: tuple[str, ...] = ()) -> Iterator[Worker]:
+               stop_timeout: float = 0.3, extra_args: tuple[str, ...] = (),
+               sqlite_poll_interval: float | None = None) -> Iterator[Worker]:
     """Start ``celery -A app_module worker`` in ``app_dir``, wait for its ``ready.`` line, and stop it
     (with its pool) when the block ends, also when the block raises. ``queue`` defaults to
     ``env["TASK_QUEUE"]``.
@@ -335,9 +390,10 @@ def run_worker(app_module: str, *, app_dir: str | os.PathLike, env: dict[str, st
     Stopping sends SIGTERM (a warm shutdown: the worker finishes its running tasks) and waits
     ``stop_timeout`` seconds, then SIGKILLs what is left. An idle worker on the SQLite transport
     takes about 6 s for its warm shutdown (it first finishes its 2 s polling rounds), so the
-    lessons, which stop idle workers, do not wait that long."""
+    lessons, which stop idle (or deliberately stuck) workers, wait 0.3 s and no longer. ``sqlite_poll_interval``: see
+    :func:`start_worker`."""
     worker = start_worker(app_module, app_dir=app_dir, env=env, queue=queue, concurrency=concurrency,
-                          extra_args=extra_args)
+                          extra_args=extra_args, sqlite_poll_interval=sqlite_poll_interval)
     try:
         worker.wait_ready(ready_timeout)
         yield worker
@@ -347,7 +403,7 @@ def run_worker(app_module: str, *, app_dir: str | os.PathLike, env: dict[str, st
 
 @contextlib.contextmanager
 def run_workers(app_module: str, count: int, *, app_dir: str | os.PathLike, env: dict[str, str] | None = None,
-                ready_timeout: float = 30.0, stop_timeout: float = 1.0, **options: Any) -> Iterator[list[Worker]]:
+                ready_timeout: float = 30.0, stop_timeout: float = 0.3, **options: Any) -> Iterator[list[Worker]]:
     """``count`` workers on the same queue, started side by side (not one after the other), each
     stopped when the block ends. ``options`` as for :func:`start_worker`."""
     workers: list[Worker] = []

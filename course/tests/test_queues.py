@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import textwrap
+import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from course.queues import rabbitmq_broker, redis_broker, run_worker, run_workers, sqlite_broker, wait_until
+from course.queues import (broker_down, rabbitmq_broker, redis_broker, run_worker, run_workers, sqlite_broker,
+                           start_worker, wait_until)
 
 TASKS = textwrap.dedent("""
     import os, time
@@ -23,6 +25,13 @@ TASKS = textwrap.dedent("""
     def add(a, b, sleep=0):
         time.sleep(sleep)
         return a + b
+
+    class Flaky(Exception):
+        pass
+
+    @app.task(name="flaky", bind=True, autoretry_for=(Flaky,), retry_backoff=True, max_retries=2)
+    def flaky(self):
+        raise Flaky(self.request.retries)
 """)
 
 
@@ -90,6 +99,42 @@ def test_rabbitmq_broker_deletes_its_queue(app_dir: Path, tmp_path: Path) -> Non
     with rabbitmq_broker(tmp_path / "q") as broker:
         broker.client().send_task("add", args=[1, 1])
         queue = broker.queue
+        with kombu.Connection(RABBITMQ_URL) as conn:  # a dead-letter queue of the lesson's kind
+            conn.channel().queue_declare(queue=f"{queue}.dead")
     with kombu.Connection(RABBITMQ_URL) as conn:
-        with pytest.raises(Exception, match="NOT_FOUND"):
-            conn.channel().queue_declare(queue=queue, passive=True)
+        for name in (queue, f"{queue}.dead"):
+            with pytest.raises(Exception, match="NOT_FOUND"):
+                conn.channel().queue_declare(queue=name, passive=True)
+
+
+def test_a_sqlite_broker_that_is_down_refuses_a_publish_then_takes_it(app_dir: Path, tmp_path: Path) -> None:
+    import kombu.exceptions
+    from celery import Celery
+
+    with sqlite_broker(tmp_path / "broker") as broker:
+        sender = Celery("sender", broker=broker.url + "?timeout=0.1", set_as_current=False)
+        sender.conf.task_default_queue = broker.queue
+        try:
+            with broker_down(broker):
+                # refused while the lock is still held: the publish did not wait for the broker's return
+                with pytest.raises(kombu.exceptions.OperationalError, match="database is locked"):
+                    sender.send_task("add", args=[1, 2], retry=False)
+            sender.send_task("add", args=[1, 2], retry=False)  # the lock is gone
+        finally:
+            sender.close()
+    with pytest.raises(ValueError, match="SQLite"):
+        with broker_down(type(broker)("Redis", "redis://", "q", "")):
+            pass
+
+
+def test_retry_jitter_off_makes_the_backoff_exact(app_dir: Path, tmp_path: Path) -> None:
+    with sqlite_broker(tmp_path / "broker") as broker:
+        worker = start_worker("tasks", app_dir=app_dir, env=broker.env, sqlite_poll_interval=0.1, retry_jitter=False)
+        try:
+            worker.wait_ready()
+            result = broker.client().send_task("flaky")
+            wait_until(lambda: result.state == "FAILURE", timeout=20, what="the last retry")
+        finally:
+            worker.stop(0)
+    waits = [line.split("Retry in ", 1)[1].split(":", 1)[0] for line in worker.log().splitlines() if "Retry in" in line]
+    assert waits == ["1s", "2s"], waits

@@ -17,26 +17,26 @@ def log(event: str) -> None:
         f.write(f"{time.time():.3f} {event}\n")
 
 
-def send_receipt(order_id: str, seconds: float) -> None:
-    log(f"start {order_id}")
-    time.sleep(seconds)  # render and send: slow, and the client should not wait for it
-    log(f"done {order_id}")
+def render_sizes(photo_id: str, seconds: float) -> None:
+    log(f"start {photo_id}")
+    time.sleep(seconds)  # thumbnail, web and print sizes: slow, and the client should not wait
+    log(f"done {photo_id}")
 
 
-def notify_warehouse(order_id: str) -> None:
-    log(f"start {order_id}")
-    raise ConnectionError("the warehouse API refused the connection")
+def notify_followers(photo_id: str) -> None:
+    log(f"start {photo_id}")
+    raise ConnectionError("the push service refused the connection")
 
 
-@app.post("/orders/{order_id}/receipt")
-def receipt(order_id: str, background: BackgroundTasks, seconds: float = Query(1.0, ge=0, le=5)):
-    background.add_task(send_receipt, order_id, seconds)
-    return {"order_id": order_id, "receipt": "on its way"}
+@app.post("/photos/{photo_id}/sizes")
+def sizes(photo_id: str, background: BackgroundTasks, seconds: float = Query(1.0, ge=0, le=5)):
+    background.add_task(render_sizes, photo_id, seconds)
+    return {"photo_id": photo_id, "sizes": "on their way"}
 
 
-@app.post("/orders/{order_id}/paid")
-def paid(order_id: str, background: BackgroundTasks):
-    background.add_task(send_receipt, f"{order_id}-receipt", 0.05)
-    background.add_task(notify_warehouse, f"{order_id}-warehouse")
-    background.add_task(send_receipt, f"{order_id}-loyalty-points", 0.05)
-    return {"order_id": order_id, "status": "paid"}
+@app.post("/photos/{photo_id}/published")
+def published(photo_id: str, background: BackgroundTasks):
+    background.add_task(render_sizes, f"{photo_id}-sizes", 0.05)
+    background.add_task(notify_followers, f"{photo_id}-followers")
+    background.add_task(render_sizes, f"{photo_id}-search-index", 0.05)
+    return {"photo_id": photo_id, "status": "published"}

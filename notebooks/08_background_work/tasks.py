@@ -1,94 +1,116 @@
-"""The notebook's Celery app: a checkout that charges a card, then sends the invoice.
+"""The notebook's Celery app: a photo service. An uploaded photo is processed in a worker: decode
+it, mail its owner that it is live, archive the original (slow).
 
 Its settings come from the environment, as a real deployment's do: BROKER_URL, RESULT_BACKEND,
-TASK_QUEUE and BROKER_OPTIONS (transport options, JSON) name the broker; DURABLE=1 turns on the
-settings of section 4; SHOP_DB is the shop's SQLite database, where the "payment provider" records
-every charge it makes (the effect a redelivered task must not repeat).
+TASK_QUEUE and BROKER_OPTIONS (transport options, JSON) name the broker. SETTINGS (comma-separated)
+turns on what each section adds: durable (section 4), capped and time_limit (section 5),
+dead_letter (section 5, RabbitMQ). PHOTOS_DB is the service's own database (photos.py); JOURNAL_DB
+records what happened outside it: each run of a task, and each e-mail the mail service sent (the
+effect a redelivered task must not repeat).
 
     python -m celery -A tasks worker -P prefork -c 1 -Q $TASK_QUEUE -l info
 """
 
 import json
 import os
-import sqlite3
 import time
 
 from celery import Celery
+from kombu import Exchange, Queue
+
+import photos
+
+QUEUE = os.environ.get("TASK_QUEUE", "celery")
+SETTINGS = set(filter(None, os.environ.get("SETTINGS", "").split(",")))
 
 app = Celery("tasks", broker=os.environ["BROKER_URL"], backend=os.environ["RESULT_BACKEND"])
 app.conf.update(
-    task_default_queue=os.environ.get("TASK_QUEUE", "celery"),
+    task_default_queue=QUEUE,
     broker_transport_options=json.loads(os.environ.get("BROKER_OPTIONS", "{}")),
     broker_connection_retry_on_startup=True,
+    worker_enable_remote_control=False,
     task_track_started=True,        # a STARTED state while the task runs (off by default)
     worker_prefetch_multiplier=1,   # reserve one task per pool process, not four
-    worker_enable_remote_control=False,
     # How long the worker waits, after a pool process died, for a result it may have sent before it
-    # died. Celery's default is 10 s; section 4 measures both.
+    # died. Celery's default is 10 s.
     worker_lost_wait=float(os.environ.get("WORKER_LOST_WAIT", "1")),
 )
-if os.environ.get("DURABLE") == "1":
-    app.conf.update(
-        task_acks_late=True,              # acknowledge when the task has finished, not when it starts
-        task_reject_on_worker_lost=True,  # a pool process killed mid-task: requeue the task, do not fail it
-    )
-
-INVOICE_SECONDS = float(os.environ.get("INVOICE_SECONDS", "1.0"))
+ARCHIVE_SECONDS = float(os.environ.get("ARCHIVE_SECONDS", "1.0"))
 
 
-class GatewayTimeout(Exception):
-    """The payment provider did not answer in time: worth another try."""
+def archive_original(photo_id: str) -> None:
+    time.sleep(ARCHIVE_SECONDS)  # copy the original to cold storage: slow
 
 
-def shop() -> sqlite3.Connection:
-    db = sqlite3.connect(os.environ["SHOP_DB"], timeout=30, isolation_level=None)  # autocommit
-    db.execute("CREATE TABLE IF NOT EXISTS attempts (order_id TEXT, pid INTEGER, at REAL)")
-    db.execute("CREATE TABLE IF NOT EXISTS charges (order_id TEXT, amount_cents INTEGER, pid INTEGER,"
-               " idempotency_key TEXT UNIQUE)")
-    return db
+# max_retries and default_retry_delay: see section 5 (Celery's defaults: 3 retries, 180 s apart).
+@app.task(name="process_photo", max_retries=2, default_retry_delay=0.5)
+def process_photo(photo_id: str) -> dict:
+    """Decode, mail the owner, archive. Run twice, it mails twice."""
+    photos.record_run(photo_id)
+    photo = photos.load(photo_id)      # PhotoNotFound if its row is not committed
+    photos.decode(photo)               # a corrupt file kills the process; a pathological one hangs
+    photos.mail_owner(photo)
+    archive_original(photo_id)
+    return {"photo_id": photo_id, "size": photo.size}
 
 
-def record_attempt(order_id: str) -> int:
-    """Note that a run of the task started here (which process, when); returns the run's number."""
-    with shop() as db:
-        db.execute("INSERT INTO attempts VALUES (?, ?, ?)", (order_id, os.getpid(), time.time()))
-        return db.execute("SELECT count(*) FROM attempts WHERE order_id = ?", (order_id,)).fetchone()[0]
+@app.task(name="process_photo_flaky_mailer", bind=True, autoretry_for=(photos.MailTimeout,),
+          retry_backoff=True, max_retries=5)
+def process_photo_flaky_mailer(self, photo_id: str, timeouts: int) -> dict:
+    """The mail service times out on the first `timeouts` calls; Celery retries, with backoff."""
+    if photos.record_run(photo_id) <= timeouts:
+        try_ = self.request.retries + 1
+        raise photos.MailTimeout(f"no answer from the mail service (try {try_})")
+    photo = photos.load(photo_id)
+    photos.mail_owner(photo, idempotency_key=f"live-{photo_id}")
+    return {"photo_id": photo_id, "retries": self.request.retries}
 
 
-def charge_card(order_id: str, amount_cents: int, idempotency_key: str | None = None) -> None:
-    """The payment provider: one row per charge made. Like Stripe's Idempotency-Key, a key it has
-    already seen makes no second charge."""
-    with shop() as db:
-        db.execute("INSERT INTO charges VALUES (?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
-                   (order_id, amount_cents, os.getpid(), idempotency_key))
+# --- Section 4: an idempotent task, and what SETTINGS=durable turns on ---------------------------
+@app.task(name="process_photo_idempotent", max_retries=2, default_retry_delay=0.5)
+def process_photo_idempotent(photo_id: str) -> dict:
+    """The same work; the mail service gets a key per photo, so a second run mails nobody."""
+    photos.record_run(photo_id)
+    photo = photos.load(photo_id)
+    photos.decode(photo)
+    photos.mail_owner(photo, idempotency_key=f"live-{photo_id}")
+    archive_original(photo_id)
+    return {"photo_id": photo_id, "size": photo.size}
 
 
-def send_invoice(order_id: str) -> None:
-    time.sleep(INVOICE_SECONDS)  # render the PDF, send the e-mail
+if "durable" in SETTINGS:
+    app.conf.task_acks_late = True              # acknowledge when the task ends, not when it starts
+    app.conf.task_reject_on_worker_lost = True  # the pool process died mid-task: requeue the task
 
 
-@app.task(name="checkout")  # an explicit name: the sender may import this module under another name
-def checkout(order_id: str, amount_cents: int) -> dict:
-    """Charge, then send the invoice. Run twice, it charges twice."""
-    record_attempt(order_id)
-    charge_card(order_id, amount_cents)
-    send_invoice(order_id)
-    return {"order_id": order_id, "charged_cents": amount_cents}
+# --- Section 5: what SETTINGS=capped, time_limit, dead_letter turn on ----------------------------
+if "capped" in SETTINGS:
+    app.conf.task_retry_on_worker_lost = True  # a lost process is a retry: max_retries ends it
+if "time_limit" in SETTINGS:
+    app.conf.task_soft_time_limit = 1.0  # SoftTimeLimitExceeded is raised inside the task
+    app.conf.task_time_limit = 3.0       # the pool process is killed if the task is still running
 
 
-@app.task(name="checkout_idempotent")
-def checkout_idempotent(order_id: str, amount_cents: int) -> dict:
-    """The same work; the order id is the idempotency key, so a second run charges nothing."""
-    record_attempt(order_id)
-    charge_card(order_id, amount_cents, idempotency_key=f"charge-{order_id}")
-    send_invoice(order_id)
-    return {"order_id": order_id, "charged_cents": amount_cents}
+def dead_letter_queues(name: str) -> list[Queue]:
+    """RabbitMQ: the queue `name`, whose rejected messages go to `name.dead`, and that one."""
+    dead = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": f"{name}.dead"}
+    queue = Queue(name, Exchange(name), routing_key=name, queue_arguments=dead)
+    return [queue, Queue(f"{name}.dead")]
 
 
-@app.task(name="checkout_flaky_gateway", bind=True, autoretry_for=(GatewayTimeout,), retry_backoff=True, max_retries=5)
-def checkout_flaky_gateway(self, order_id: str, amount_cents: int, timeouts: int) -> dict:
-    """The provider times out on the first `timeouts` calls; Celery retries with exponential backoff."""
-    if record_attempt(order_id) <= timeouts:
-        raise GatewayTimeout(f"no answer from the payment provider (attempt {self.request.retries + 1})")
-    charge_card(order_id, amount_cents, idempotency_key=f"charge-{order_id}")
-    return {"order_id": order_id, "charged_cents": amount_cents, "retries": self.request.retries}
+if "dead_letter" in SETTINGS:  # RabbitMQ: a message that fails for good goes to QUEUE.dead
+    app.conf.task_acks_on_failure = False  # reject it, so that RabbitMQ dead-letters it
+    app.conf.task_queues = dead_letter_queues(QUEUE)[:1]
+
+
+# --- Section 8: a result someone reads, and one nobody reads -----------------------------------
+@app.task(name="count_photos")
+def count_photos(owner: str) -> int:
+    """A quick task whose result someone reads (a page polls for it)."""
+    return photos.count(owner)
+
+
+@app.task(name="warm_cache", ignore_result=True)
+def warm_cache(owner: str) -> int:
+    """The same work, fired and forgotten: nobody reads the result, so none is stored."""
+    return photos.count(owner)

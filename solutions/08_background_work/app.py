@@ -1,13 +1,16 @@
-"""The shop's checkout API. The slow work (charge, invoice) runs in a Celery worker; the client
-gets 202 and a task id at once, and polls GET /tasks/{task_id} for the outcome."""
+"""The shop's checkout API. The order is saved in the shop's database; the slow work (charge,
+invoice) runs in a Celery worker; the client gets 202 and a task id at once, and polls
+GET /tasks/{task_id} for the outcome."""
 
 import uuid
 from typing import Annotated
 
 from celery.result import AsyncResult
-from fastapi import FastAPI, Path, Request
+from fastapi import FastAPI, HTTPException, Path, Request
+from kombu.exceptions import OperationalError
 from pydantic import BaseModel, Field
 
+import shop
 from tasks import celery_app, checkout
 
 app = FastAPI(title="Shop")
@@ -20,14 +23,19 @@ class Checkout(BaseModel):
     card: str = Field(pattern=r"^[0-9]{12,19}$")
 
 
-# TODO 4: start the work in the worker and answer at once: 202 with the task's id.
+# TODO 6: save the order, start the work in the worker and answer at once: 202 with the task's id.
 @app.post("/orders/{order_id}/checkout", status_code=202)
 def start_checkout(order_id: OrderId, body: Checkout, request: Request) -> dict:
-    task = checkout.delay(order_id, body.amount_cents, body.card)
+    with shop.transaction() as db:
+        shop.save_order(db, order_id, body.amount_cents, body.card)
+    try:  # after the commit: the worker finds the order
+        task = checkout.delay(order_id)
+    except OperationalError:  # the broker cannot be reached: the order is saved, the client tries again
+        raise HTTPException(503, "checkout is unavailable for a moment; try again", headers={"Retry-After": "5"})
     return {"task_id": task.id, "status_url": str(request.url_for("task_status", task_id=task.id))}
 
 
-# TODO 5: the status the client polls.
+# TODO 7: the status the client polls.
 @app.get("/tasks/{task_id}")
 def task_status(task_id: uuid.UUID) -> dict:
     result = AsyncResult(str(task_id), app=celery_app)
