@@ -7,6 +7,9 @@
 #                    installs Sphinx + MyST-NB into .venv-site (requirements-site.txt); make test builds it
 #   make pages       ERRORS.md, IMPACT.md and workshop/INSTRUCTORS.md again, from their sources and the
 #                    executed notebooks (course/pages/)
+#   make test-probe  course probe on every known mistake of every module (tests/test_probe_apps.py,
+#                    marked probe_full: the finding each teaches, or why it is invisible from outside);
+#                    not in `make test` (several minutes); .ci/run runs it after `make test`
 
 # The course runs on Python 3.11 to 3.13 (pyproject.toml's requires-python; tests/test_environment.py
 # keeps the two lists in step). Without PYTHON=..., make takes the first that runs, newest first:
@@ -32,7 +35,7 @@ TEST_STAMP := $(TEST_VENV)/.installed
 SITE_VENV  := .venv-site
 SITE_STAMP := $(SITE_VENV)/.installed
 
-.PHONY: lab test venv test-tools site-tools strip clean-venv site pages doctor
+.PHONY: lab test venv test-tools site-tools strip clean-venv site pages doctor test-probe
 
 venv: $(STAMP)
 
@@ -82,6 +85,14 @@ lab: venv
 
 test: venv test-tools site-tools
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m course.tooling.testrun
+
+# The probe's full table: every known mistake (tests/test_probe_apps.py::test_probe_mistakes), two
+# probes at a time, on a machine to itself (it measures the event loop's lag under a burst).
+# PROBE_ARGS goes to pytest.
+PROBE_ARGS ?=
+test-probe: venv test-tools
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest tests/test_probe_apps.py -m probe_full -v -s \
+	  -p no:randomly -p no:xdist $(PROBE_ARGS)
 
 # The course as a website (build/site/index.html), from the notebooks as the notebook test executed
 # them (build/executed); a notebook whose saved copy is missing or stale is executed first.

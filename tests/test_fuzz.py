@@ -23,16 +23,21 @@ Fuzzed: see APPS. Not fuzzed, on purpose:
         the "before" apps of section 5 (create_app(..., get_session, uow_scope="function") is fuzzed)
     notebooks/02_dependency_injection/settings_app.py     uncached_app: the "before" of cached_app
     notebooks/02_dependency_injection/upstream.py         the notebook's stand-in price service
-    notebooks/03_partial_updates/patch_app.py       every variant: the "before" apps of sections 1-3, whose
-        500s are the lesson (policy.py is the fixed version, fuzzed)
+    notebooks/03_partial_updates/patch_app.py       every variant: the "before" apps of sections 1-4, whose
+        500s are the lesson (policy.py and versioned.py are the fixed versions, fuzzed; merge_patch.py is
+        not an app)
     notebooks/05_function_to_endpoint/naive_app.py  the "before" app (its 500s are the lesson);
-        legacy_payments.py, payments.py and bad_payments.py are not apps
+        python_lock.py and for_update.py are fixed_app.py with another booking step (fixed_app.py, atomic.py
+        and idempotent.py are fuzzed); legacy_transfers.py, transfers.py and bad_transfers.py are not apps
     notebooks/07_file_uploads/read_all.py, pandas_upload.py, naive_import.py   the "before" apps
         (needs_multipart.py is one trivial route; forked_maxrss.py is a script)
-    notebooks/06_sync_to_async/*.py                  apps whose blocking routes are the lesson (their fixed
-        routes are the solution's patterns, and the solution is fuzzed)
-    notebooks/08_background_work/bg_app.py          the "before" app (its /paid task raises on purpose);
-        tasks.py has no HTTP
+    notebooks/06_sync_to_async/sleeps.py, client_calls.py, thread_pools.py, databases.py   apps whose
+        blocking routes are the lesson (their fixed routes are the solution's patterns, and the solution
+        is fuzzed; shared_pool.py and cpu_bound.py are fuzzed); legacy.py is not an app
+    exercises/09_incident_drill/app.py              the service as it went live: its 500s under load are
+        the lesson (the solution is fuzzed, with course.drill's partners and seed)
+    notebooks/08_background_work/bg_app.py          the "before" app (its /published task raises on purpose);
+        tasks.py and photos.py have no HTTP; outbox.py is photos_api.py's API with a relay thread
     raw_connection_global.py, fd_limit.py, two_loops.py, nest_asyncio_demo.py: scripts, not apps
 """
 
@@ -57,14 +62,14 @@ import pytest
 import course
 from course.harness import patched_env
 from course.manifest import ROOT
-from course.partial import create_users
+from course.partial import create_tickets, create_users
 from course.processes import stop_tree
 from course.server import serve_in_thread, serve_subprocess
 from course.tooling.testkit import TEST_TOOLS, need
 
 FUZZ = ROOT / "tests" / "tools" / "fuzz.py"
 MAX_EXAMPLES = 30   # per operation and phase (50: 4448 cases instead of 3030, no more found, 17 s more)
-TOOL_DEADLINE = 150  # seconds for the whole fuzz run, every app (schemathesis needs about 25-30 s of CPU)
+TOOL_DEADLINE = 210  # seconds for the whole fuzz run, every app (30 apps: 124 s and 94 s of CPU at load 6)
 
 pytestmark = pytest.mark.slow
 
@@ -113,6 +118,19 @@ def solution06(tmp: Path) -> Iterator[tuple[str, Callable[[], str]]]:
     with serve_in_thread(slow_upstream(delay=0)) as scores, in_subprocess(
             "app:app", SOL / "06_sync_to_async",
             {"DATABASE_PATH": str(db), "SCORES_URL": scores.url, "RETRY_DELAY": "0"}) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def solution09(tmp: Path) -> Iterator[tuple[str, Callable[[], str]]]:
+    """Module 09's solution: the co-op's database as the incident found it and its partners (the
+    courier, the farm, the mail: course.drill) in a thread of this process."""
+    from course.drill import seed, serve_partners, service_env
+
+    db = tmp / "s09.db"
+    seed(db)
+    with serve_partners() as partners, in_subprocess("app:app", SOL / "09_incident_drill",
+                                                     service_env(partners.url, db)) as served:
         yield served
 
 
@@ -170,9 +188,19 @@ def seeded_payments(db: Path) -> str:
     return str(driver_seed("05_function_to_endpoint", db))
 
 
+def transfers_db(db: Path) -> str:
+    """Notebook 05's transfer service: accounts, a secret table, idempotency keys (course.transfers)."""
+    from course.transfers import seed
+
+    return seed(db)
+
+
 def celery_sqlite(tmp: Path, name: str) -> dict[str, str]:
-    """Module 08's apps: a Celery broker and result backend in SQLite files (no worker needed)."""
-    return {"BROKER_URL": f"sqla+sqlite:///{tmp / name}-broker.db", "RESULT_BACKEND": f"db+sqlite:///{tmp / name}-results.db"}
+    """Module 08's apps: a Celery broker and result backend in SQLite files (no worker needed), and
+    the apps' own databases (the exercise's shop and provider, the notebook's photos and journal)."""
+    return {"BROKER_URL": f"sqla+sqlite:///{tmp / name}-broker.db", "RESULT_BACKEND": f"db+sqlite:///{tmp / name}-results.db",
+            "SHOP_DB": str(tmp / f"{name}-shop.db"), "PROVIDER_DB": str(tmp / f"{name}-provider.db"),
+            "PHOTOS_DB": str(tmp / f"{name}-photos.db"), "JOURNAL_DB": str(tmp / f"{name}-journal.db")}
 
 
 def sqlite_url(path: Path) -> str:
@@ -219,9 +247,15 @@ APPS = [
     App("solutions/03 app", lambda tmp, up: in_subprocess(
         "app:app", SOL / "03_partial_updates", {"DATABASE_URL": create_users(tmp / "s03.db")})),
     App("notebooks/03 policy", lambda tmp, up: in_subprocess(
-        "policy:app", NB / "03_partial_updates", {"DATABASE_URL": create_users(tmp / "n03.db")})),
+        "policy:app", NB / "03_partial_updates", {"DATABASE_URL": create_tickets(tmp / "n03.db")})),
+    App("notebooks/03 versioned", lambda tmp, up: in_subprocess(
+        "versioned:app", NB / "03_partial_updates", {"DATABASE_URL": create_tickets(tmp / "n03v.db")})),
     App("notebooks/05 fixed_app", lambda tmp, up: in_subprocess(
-        "fixed_app:app", NB / "05_function_to_endpoint", {"PAYMENTS_DB": seeded_payments(tmp / "n05.db")})),
+        "fixed_app:app", NB / "05_function_to_endpoint", {"TRANSFERS_URL": transfers_db(tmp / "n05.db")})),
+    App("notebooks/05 atomic", lambda tmp, up: in_subprocess(
+        "atomic:app", NB / "05_function_to_endpoint", {"TRANSFERS_URL": transfers_db(tmp / "n05a.db")})),
+    App("notebooks/05 idempotent", lambda tmp, up: in_subprocess(
+        "idempotent:app", NB / "05_function_to_endpoint", {"TRANSFERS_URL": transfers_db(tmp / "n05i.db")})),
     App("solutions/05 app", lambda tmp, up: in_subprocess(
         "app:app", SOL / "05_function_to_endpoint", {"PAYMENTS_DB": seeded_payments(tmp / "s05.db")})),
     App("solutions/07 app", lambda tmp, up: in_subprocess(
@@ -233,11 +267,15 @@ APPS = [
     App("notebooks/07 streaming", lambda tmp, up: in_subprocess("streaming:app", NB / "07_file_uploads", {})),
     App("notebooks/07 raw_stream", lambda tmp, up: in_subprocess("raw_stream:app", NB / "07_file_uploads", {})),
     App("solutions/06 app", lambda tmp, up: solution06(tmp), in_process=True),
+    App("solutions/09 app", lambda tmp, up: solution09(tmp), in_process=True),
+    App("notebooks/06 shared_pool", lambda tmp, up: in_subprocess("shared_pool:app", NB / "06_sync_to_async", {})),
+    App("notebooks/06 cpu_bound", lambda tmp, up: in_subprocess("cpu_bound:app", NB / "06_sync_to_async", {})),
+    App("notebooks/07 off_the_loop", lambda tmp, up: in_subprocess("off_the_loop:app", NB / "07_file_uploads", {})),
     # Module 08's APIs without a worker: a POST only puts a message in the SQLite broker.
     App("solutions/08 app", lambda tmp, up: in_subprocess(
         "app:app", SOL / "08_background_work", celery_sqlite(tmp, "s08"))),
-    App("notebooks/08 shop_api", lambda tmp, up: in_subprocess(
-        "shop_api:create_app", NB / "08_background_work", celery_sqlite(tmp, "n08"), ["--factory"])),
+    App("notebooks/08 photos_api", lambda tmp, up: in_subprocess(
+        "photos_api:create_app", NB / "08_background_work", celery_sqlite(tmp, "n08"), ["--factory"])),
     App("notebooks/04 state_app", lambda tmp, up: in_subprocess(
         "state_app:app", NB / "04_async_testing", {"DATABASE_URL": sqlite_url(tmp / "n04b.db")})),
 ]

@@ -216,12 +216,18 @@ def connections() -> set[tuple]:
     return found
 
 
+# multiprocessing's resource tracker (started with the first "spawn" or "forkserver" pool) and its fork
+# server serve the interpreter, not the app: they exit with this process, whatever the app does.
+INTERPRETER_HELPERS = ("from multiprocessing.resource_tracker import main", "from multiprocessing.forkserver import main")
+
+
 def children() -> dict[int, str]:
     found = {}
     for child in _process().children(recursive=True):
         try:
-            if child.status() != "zombie":
-                found[child.pid] = " ".join(child.cmdline())[:200] or child.name()
+            cmd = " ".join(child.cmdline())
+            if child.status() != "zombie" and not any(helper in cmd for helper in INTERPRETER_HELPERS):
+                found[child.pid] = cmd[:200] or child.name()
         except Exception:  # noqa: BLE001 - gone meanwhile
             continue
     return found

@@ -536,26 +536,29 @@ def step_patch(app: Launched, schema: dict, result: FuzzResult | None, findings:
         if path not in gets or body_schema is None:
             notes.append(f"{operation}: no GET on the same path to compare with")
             continue
-        url = None
-        for case in (result.answered(f"GET {path}", lambda s: 200 <= s < 300) if result else []):
-            url = case.url
-            break
-        for value in ("1", "2", "3"):
-            if url is None:
-                candidate = app.url + fill_path(path, value)
-                r, _, _ = app.send("GET", candidate)
-                if r is not None and r.status_code == 200:
-                    url = candidate
+        # A resource whose fields are set: the fuzzing's own PATCHes may have emptied the ones it
+        # read (an app that writes every field of the model nulls them), and a one-field PATCH shows
+        # that it changed the others only where they had values. The first few that answer 200.
+        urls = [case.url for case in (result.answered(f"GET {path}", lambda s: 200 <= s < 300) if result else [])]
+        urls = list(dict.fromkeys(urls[:3] + [app.url + fill_path(path, value) for value in ("1", "2", "3")]))
+        url, state, fields = None, None, []
+        for candidate in urls:
+            r, _, _ = app.send("GET", candidate)
+            if r is None or r.status_code != 200:
+                continue
+            try:
+                got = r.json()
+            except ValueError:
+                continue
+            set_fields = [name for name in body_schema.get("properties", {}) if isinstance(got, dict)
+                          and got.get(name) is not None]
+            if url is None or len(set_fields) > len(fields):
+                url, state, fields = candidate, got, set_fields
+            if len(fields) >= 2:
+                break
         if url is None:
             notes.append(f"{operation}: found no resource to read (GET {path} never answered 200)")
             continue
-        before, _, _ = app.send("GET", url)
-        try:
-            state = before.json()
-        except ValueError:
-            continue
-        fields = [name for name in body_schema.get("properties", {}) if isinstance(state, dict)
-                  and state.get(name) is not None]
         shown = url.replace(app.url, "")
         for name in fields[:2]:
             body = json.dumps({name: state[name]})

@@ -9,7 +9,8 @@ slow (time budgets are ``make bench``'s, measured alone and judged as ratios):
 2. everything marked ``paired``, two at a time: notebooks (and the browser run) whose assertions
    are counts, texts and same-run ratios with margins wide enough for one neighbour;
 3. everything marked ``serial``, one at a time: the notebooks that assert tenths of a second
-   (tests/test_notebooks.py's ALONE says which, and on what evidence);
+   (tests/test_notebooks.py's ALONE says which, and on what evidence), and course probe on the
+   course's apps; not ``probe_full`` (the probe on every known mistake: ``make test-probe``);
 4. everything marked ``executed``: what reads the notebooks phases 2 and 3 executed and saved
    (build/executed, course.tooling.executed): the site, the error index, the impact table, the
    instructor guide's answers.
@@ -35,7 +36,8 @@ from course.pytest_runner import run_pytest
 PHASES = [
     ("parallel, measures no time", ["-n", "2", "--dist", "worksteal", "-m", "not serial and not paired and not executed"]),
     ("two at a time, counts and same-run ratios", ["-n", "2", "--dist", "worksteal", "-m", "paired"]),
-    ("one at a time, tight timing", ["-m", "serial"]),
+    # probe_full (course probe on every known mistake) is make test-probe's, run by CI after make test
+    ("one at a time, tight timing", ["-m", "serial and not probe_full"]),
     # what the notebooks printed in phases 2 and 3 (saved to build/executed): the site, the pages;
     # two tests, about 15 s: no workers to start
     ("from the executed notebooks", ["-m", "executed"]),

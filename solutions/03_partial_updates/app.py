@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import MISSING, BaseModel, ConfigDict
+from pydantic import MISSING, BaseModel, ConfigDict, Field
 from sqlalchemy import String, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -38,16 +38,25 @@ class UserOut(BaseModel):
     phone: str | None
 
 
+# Each text as long as its column at most. A str with a limit also refuses a string that is not
+# valid Unicode (a lone surrogate, "\ud800" in a JSON body) with a 422, where a plain str lets it
+# through to the database driver, which cannot encode it: a 500 (`course probe` found it).
+Name = Annotated[str, Field(max_length=100)]
+Email = Annotated[str, Field(max_length=200)]
+City = Annotated[str, Field(max_length=100)]
+Phone = Annotated[str, Field(max_length=40)]
+
+
 class UserPatch(BaseModel):
     """The fields a client may change. It sends only those it changes."""
 
     model_config = ConfigDict(extra="forbid")  # a misspelt field is a 422, not silently ignored
     # May be left out (MISSING), never null: the OpenAPI schema says `string`, not `string or null`.
-    name: str | MISSING = MISSING
-    email: str | MISSING = MISSING
+    name: Name | MISSING = MISSING
+    email: Email | MISSING = MISSING
     # May be left out; null clears the column.
-    city: str | None | MISSING = MISSING
-    phone: str | None | MISSING = MISSING
+    city: City | None | MISSING = MISSING
+    phone: Phone | None | MISSING = MISSING
 
 
 # An id in the URL is positive and fits SQLite's 8-byte INTEGER: a larger one would make the

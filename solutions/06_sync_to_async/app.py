@@ -70,7 +70,8 @@ async def fetch_score(client: httpx.AsyncClient, user_id: int, retry_delay: floa
     return response.json()["score"]
 
 
-@app.get("/users/{user_id}", response_model=Profile)
+# The return annotation is the response model: `response_model=Profile` repeated it (FAST001).
+@app.get("/users/{user_id}")
 async def read_profile(user_id: UserId, request: Request) -> Profile:
     async with request.app.state.sessions() as session:
         user = await session.get(User, user_id)
