@@ -12,10 +12,13 @@ is sent: "after_commit" (section 3) or "in_transaction", before the commit.
 import sqlite3
 import time
 import uuid
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from celery.result import AsyncResult
 from fastapi import FastAPI, HTTPException, Path, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 import photos
@@ -44,7 +47,18 @@ def create_app(tasks=None, *, publish: str = "after_commit", quota_seconds: floa
     photo's row, the transaction updates the owner's quota, which takes `quota_seconds`."""
     if tasks is None:
         import tasks
-    app = FastAPI(title="Photos")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        tasks.app.pool.force_close_all()  # the broker connections .delay() opened
+
+    app = FastAPI(title="Photos", lifespan=lifespan)
+
+    @app.exception_handler(RequestValidationError)  # a 422 that never echoes NaN (module 05)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        return JSONResponse(status_code=422, content={"detail": errors})
 
     @app.post("/photos/{photo_id}", status_code=202)
     def upload(photo_id: PhotoId, body: Upload, request: Request) -> dict:
