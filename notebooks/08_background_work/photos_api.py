@@ -12,7 +12,6 @@ is sent: "after_commit" (section 3) or "in_transaction", before the commit.
 import sqlite3
 import time
 import uuid
-from contextlib import asynccontextmanager
 from typing import Annotated
 
 from celery.result import AsyncResult
@@ -47,13 +46,7 @@ def create_app(tasks=None, *, publish: str = "after_commit", quota_seconds: floa
     photo's row, the transaction updates the owner's quota, which takes `quota_seconds`."""
     if tasks is None:
         import tasks
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        yield
-        tasks.app.pool.force_close_all()  # the broker connections .delay() opened
-
-    app = FastAPI(title="Photos", lifespan=lifespan)
+    app = FastAPI(title="Photos")
 
     @app.exception_handler(RequestValidationError)  # a 422 that never echoes NaN (module 05)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
