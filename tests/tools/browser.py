@@ -57,15 +57,29 @@ def state(page) -> dict:
     return page.evaluate(STATE_JS)
 
 
-def wait_idle(page, path: str, timeout: float, idle_seconds: float, need_busy: bool) -> float:
+# Whether Run All is over: every code cell that has source ran, or one of them shows an error (Run All
+# stops there). An idle kernel alone is not enough: once, on a loaded machine, notebook 00's kernel sat
+# idle for 3 s after its third cell while the others had not run yet, and the notebook was saved so.
+ALL_RAN_JS = """() => {
+  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  if (!w || !w.content || !w.content.widgets) return false;
+  const code = w.content.widgets.map(c => c.model.toJSON()).filter(c => c.cell_type === 'code' &&
+    [].concat(c.source).join('').trim());
+  return code.some(c => (c.outputs || []).some(o => o.output_type === 'error')) ||
+    code.every(c => c.execution_count !== null && c.execution_count !== undefined);
+}"""
+
+
+def wait_idle(page, path: str, timeout: float, idle_seconds: float, need_busy: bool, all_ran: bool = False) -> float:
     """Wait until the notebook's kernel has been idle for idle_seconds in a row (after being
-    busy at least once, when need_busy). Returns the seconds waited."""
+    busy at least once, when need_busy; and, with all_ran, once every code cell ran or one failed).
+    Returns the seconds waited."""
     start = time.monotonic()
     idle_since, seen_busy = None, not need_busy
     while True:
         s = state(page)
         if s.get("ready") and s.get("path") == path:
-            if s["status"] == "idle":
+            if s["status"] == "idle" and (not all_ran or page.evaluate(ALL_RAN_JS)):
                 idle_since = idle_since or time.monotonic()
                 # Run All can be so quick that busy is never observed: also accept a long idle.
                 if time.monotonic() - idle_since >= (idle_seconds if seen_busy else 3 * idle_seconds):
@@ -74,7 +88,8 @@ def wait_idle(page, path: str, timeout: float, idle_seconds: float, need_busy: b
                 idle_since = None
                 seen_busy = seen_busy or s["status"] == "busy"
         if time.monotonic() - start > timeout:
-            raise TimeoutError(f"the kernel did not stay idle within {timeout:g} s (last state: {s})")
+            raise TimeoutError(f"the kernel did not stay idle{' with every cell run' if all_ran else ''} within {timeout:g} s "
+                               f"(last state: {s})")
         time.sleep(0.25)
 
 
@@ -120,7 +135,7 @@ def run_notebook(page, spec: dict, path: str, result: dict) -> None:
     result["stage"] = "run all"
     start = time.monotonic()
     result["run_all_clicks"] = click_run_all(page)
-    wait_idle(page, path, spec.get("run_timeout", 120), spec.get("idle_seconds", 3), need_busy=True)
+    wait_idle(page, path, spec.get("run_timeout", 120), spec.get("idle_seconds", 3), need_busy=True, all_ran=True)
     result["run_seconds"] = round(time.monotonic() - start, 2)
 
     result["stage"] = "save"
