@@ -6,11 +6,12 @@ slow (time budgets are ``make bench``'s, measured alone and judged as ratios):
 1. everything that measures no time, in parallel (pytest-xdist, 2 workers): the helper tests,
    the environment, JupyterLab, the module files, and every grader proof (untouched exercise,
    solution, each known mistake; they record how long each grading took);
-2. everything marked ``paired``, two at a time: notebooks (and the browser run) whose assertions
+2. everything marked ``paired``, two at a time: notebooks whose assertions
    are counts, texts and same-run ratios with margins wide enough for one neighbour;
 3. everything marked ``serial``, one at a time: the notebooks that assert tenths of a second
    (tests/test_notebooks.py's ALONE says which, and on what evidence), and course probe on the
-   course's apps; not ``probe_full`` (the probe on every known mistake: ``make test-probe``);
+   course's apps, and the browser run (tests/test_browser.py says why); not ``probe_full`` (the
+   probe on every known mistake: ``make test-probe``);
 4. everything marked ``executed``: what reads the notebooks phases 2 and 3 executed and saved
    (build/executed, course.tooling.executed): the site, the error index, the impact table, the
    instructor guide's answers.
