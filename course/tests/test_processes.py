@@ -89,8 +89,9 @@ def test_what_ignores_sigterm_is_killed_at_the_deadline(tmp_path: Path) -> None:
     stop_tree(proc, timeout=1)
     seconds = time.monotonic() - started
     assert proc.returncode == -signal.SIGTERM and gone(children)
-    # It waited for the 1 s deadline before killing; the upper bound is only a hang guard.
-    assert 0.9 < seconds < 30, seconds
+    # It waited for the 1 s deadline before killing (a busy machine only makes this longer; a hang
+    # is pytest-timeout's to catch).
+    assert seconds >= 0.9, seconds
 
     proc, _ = start(tmp_path, "ignore_term")
     stop_tree(proc, timeout=0.5)
