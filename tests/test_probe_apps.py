@@ -171,11 +171,16 @@ def env07(c: Ctx) -> dict:
     return {"DATABASE_URL": c.fresh(), "MAX_UPLOAD_BYTES": str(2**20)}
 
 
+def celery08(c: Ctx) -> dict:
+    """Module 08's apps: a Celery broker and result backend in SQLite files, no worker (a POST only puts a
+    message on the broker)."""
+    return {"BROKER_URL": f"sqla+sqlite:///{c.db('broker')}", "RESULT_BACKEND": f"db+sqlite:///{c.db('results')}"}
+
+
 def env08(c: Ctx) -> dict:
-    """Module 08's checkout: a Celery broker and result backend in SQLite files, no worker (a POST only puts
-    a message on the broker), and the shop's and the provider's databases."""
-    return {"BROKER_URL": f"sqla+sqlite:///{c.db('broker')}", "RESULT_BACKEND": f"db+sqlite:///{c.db('results')}",
-            "SHOP_DB": str(c.db("shop")), "PROVIDER_DB": str(c.db("provider")), "INVOICE_SECONDS": "0.2"}
+    """The exercise's checkout, with the shop's and the provider's databases."""
+    return {**celery08(c), "SHOP_DB": str(c.db("shop")), "PROVIDER_DB": str(c.db("provider")),
+            "INVOICE_SECONDS": "0.2"}
 
 
 REDIS08_QUEUE = f"course-probe-{os.getpid()}"
@@ -188,8 +193,7 @@ def redis08(c: Ctx) -> dict:
 
 def photos08(c: Ctx) -> dict:
     """Notebook 08's photo service: the same broker and backend, its photos and journal databases."""
-    return {"BROKER_URL": f"sqla+sqlite:///{c.db('broker')}", "RESULT_BACKEND": f"db+sqlite:///{c.db('results')}",
-            "PHOTOS_DB": str(c.db("photos")), "JOURNAL_DB": str(c.db("journal"))}
+    return {**celery08(c), "PHOTOS_DB": str(c.db("photos")), "JOURNAL_DB": str(c.db("journal"))}
 
 
 def env09(c: Ctx) -> dict:
