@@ -80,14 +80,13 @@ import contextlib
 import datetime as dt
 import json
 import os
-import sqlite3
 import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 from course.grading.checking import Driver, DriverError
+from course.queue_lesson import rows
 
 INVOICE = 0.6        # seconds send_invoice() takes: the slow part of the work
 POLL = 0.1           # seconds between the worker's polls of the SQLite broker (kombu's default: 1 s)
@@ -105,18 +104,6 @@ OUTCOME_WAIT = 12.0  # seconds for every task to reach an outcome
 NO_PROGRESS = 5.0    # ...but stop sooner when no task has even left PENDING by then: no worker is
                      # running them (the reference answer's tasks start within about 0.2 s)
 WORKER_HINT = "run `celery -A tasks worker -l info` in your exercise folder and read its first error."
-
-
-def rows(db_path: str, sql: str, *args) -> list:
-    if not os.path.exists(db_path):
-        return []
-    db = sqlite3.connect(db_path, timeout=10)
-    try:
-        return db.execute(sql, args).fetchall()
-    except sqlite3.OperationalError:  # no such table yet
-        return []
-    finally:
-        db.close()
 
 
 def records(provider_db: str, order: str) -> dict:
@@ -151,8 +138,6 @@ class WorkerDriver(Driver):
         if self.worker is not None:
             with contextlib.suppress(Exception):
                 self.worker.stop(0)  # idle by now, or stuck: no warm shutdown to wait for
-            if os.environ.get("DEBUG08_DIR"):
-                Path(os.environ["DEBUG08_DIR"], f"{os.getpid()}.log").write_text(self.worker.log())
         super().emit()
 
 
